@@ -1,0 +1,14 @@
+"""Datasets: the synthetic COCO-format set registered as ``boxunc_synth_train`` / ``_val``."""
+
+from d2_boxunc.data.register import register_synthetic_datasets
+from d2_boxunc.data.synthetic import CLASS_NAMES, SPLITS, SyntheticConfig, ensure_generated
+
+register_synthetic_datasets()
+
+__all__ = [
+    "CLASS_NAMES",
+    "SPLITS",
+    "SyntheticConfig",
+    "ensure_generated",
+    "register_synthetic_datasets",
+]

@@ -1,0 +1,295 @@
+"""A deterministic synthetic COCO-format instance dataset for CPU tests and demos.
+
+Images show textured shapes (rectangles, ellipses, triangles, stars) on cluttered backgrounds,
+with scale variation, partial occlusion and, on a fraction of the objects, blurred or low-contrast
+edges.  Every ground-truth box and polygon comes from the drawing itself, so it is exact: the box
+of a blurred object is the box of the shape before blurring, which is what makes its boundary
+genuinely ambiguous in the image (the signal KL-Loss's variance and IoU-Net's IoU should pick up).
+
+Boxes and polygons are *amodal* (the whole shape), and occluders may cover at most
+``max_occlusion`` of an object's pixels, so every object stays mostly visible.
+
+Each annotation carries two extra fields next to the COCO ones, which the uncertainty
+evaluation uses: ``blurred`` (0/1) and ``low_contrast`` (0/1).
+
+The data is generated on first use into ``$D2_BOXUNC_DATA`` (default
+``~/.cache/d2_boxunc/synthetic``), in a folder named by a hash of the generation parameters, and
+re-used when present.  Writing goes through a temporary folder that is renamed into place, so
+several processes asking at once (DDP workers) never see a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+logger = logging.getLogger(__name__)
+
+# Bump when the drawing code changes, so cached datasets are regenerated.
+GENERATOR_VERSION = 1
+CLASS_NAMES = ["rectangle", "ellipse", "triangle", "star"]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Parameters of one split.  Any change gives a new cache folder."""
+
+    num_images: int = 300
+    seed: int = 0
+    min_size: int = 256
+    max_size: int = 320
+    min_objects: int = 2
+    max_objects: int = 6
+    min_object_frac: float = 0.12  # object size as a fraction of the shorter image side
+    max_object_frac: float = 0.5
+    blur_frac: float = 0.3  # fraction of objects drawn with blurred edges
+    low_contrast_frac: float = 0.15  # fraction of objects drawn with low contrast
+    max_occlusion: float = 0.4  # max fraction of an object's area covered by later objects
+    num_distractors: int = 12  # background clutter strokes per image
+
+
+SPLITS = {
+    "boxunc_synth_train": SyntheticConfig(num_images=300, seed=0),
+    "boxunc_synth_val": SyntheticConfig(num_images=100, seed=1),
+}
+
+
+def default_root() -> str:
+    """Where generated datasets live: ``$D2_BOXUNC_DATA`` or the user's cache folder."""
+    env = os.environ.get("D2_BOXUNC_DATA")
+    if env:
+        return os.path.expanduser(env)
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+    return os.path.join(cache, "d2_boxunc", "synthetic")
+
+
+def config_hash(cfg: SyntheticConfig) -> str:
+    payload = json.dumps(
+        {"version": GENERATOR_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True
+    ).encode()
+    return hashlib.sha1(payload).hexdigest()[:12]
+
+
+def dataset_dir(name: str, cfg: SyntheticConfig, root: str | None = None) -> str:
+    return os.path.join(root or default_root(), f"{name}_{config_hash(cfg)}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing
+# ----------------------------------------------------------------------------------------------
+
+
+def _shape_polygon(cls: int, cx: float, cy: float, w: float, h: float, angle: float) -> np.ndarray:
+    """Vertices (V, 2) of a shape of class ``cls`` centred at (cx, cy)."""
+    if cls == 0:  # rectangle, rotated
+        pts = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * [w, h]
+    elif cls == 1:  # ellipse, rotated
+        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        pts = np.stack([0.5 * w * np.cos(t), 0.5 * h * np.sin(t)], axis=1)
+    elif cls == 2:  # triangle
+        pts = np.array([[0.0, -0.5], [0.5, 0.5], [-0.5, 0.5]]) * [w, h]
+    else:  # five-pointed star
+        t = np.arange(10) * np.pi / 5 - np.pi / 2
+        r = np.where(np.arange(10) % 2 == 0, 0.5, 0.22)
+        pts = np.stack([r * w * np.cos(t), r * h * np.sin(t)], axis=1)
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+    return pts @ rot.T + [cx, cy]
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray) -> np.ndarray:
+    """An (h, w, 3) float texture around colour ``base``: stripes, checks, or noise."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    kind = rng.integers(3)
+    if kind == 0:
+        period = rng.uniform(4, 12)
+        theta = rng.uniform(0, np.pi)
+        pattern = np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * 2 * np.pi / period)
+    elif kind == 1:
+        cell = int(rng.integers(4, 10))
+        pattern = (((xx // cell) + (yy // cell)) % 2) * 2 - 1
+    else:
+        pattern = rng.standard_normal((h, w)).astype(np.float32)
+    amp = rng.uniform(10, 35)
+    return np.clip(base[None, None, :] + amp * pattern[..., None], 0, 255)
+
+
+def _background(rng: np.random.Generator, h: int, w: int, n_distractors: int) -> Image.Image:
+    """A cluttered background: a colour gradient, noise and random strokes and blobs."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    c0, c1 = rng.uniform(40, 215, size=(2, 3))
+    t = (xx / w * rng.uniform(-1, 1) + yy / h * rng.uniform(-1, 1)) * 0.5 + 0.5
+    img = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
+    img += rng.normal(0, 8, size=(h, w, 3))
+    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    for _ in range(n_distractors):
+        color = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        if rng.random() < 0.6:  # a thin curve-like polyline
+            pts = [(x0, y0)]
+            for _ in range(int(rng.integers(2, 5))):
+                x0 += rng.uniform(-40, 40)
+                y0 += rng.uniform(-40, 40)
+                pts.append((x0, y0))
+            draw.line(pts, fill=color, width=int(rng.integers(1, 4)))
+        else:  # a small irregular blob, much smaller than any object
+            r = rng.uniform(2, 6)
+            draw.ellipse([x0 - r, y0 - r * rng.uniform(0.5, 1.5), x0 + r, y0 + r], fill=color)
+    return pil.filter(ImageFilter.GaussianBlur(0.6))
+
+
+def _polygon_mask(poly: np.ndarray, h: int, w: int) -> np.ndarray:
+    m = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(m).polygon([tuple(p) for p in poly], fill=255)
+    return np.asarray(m) > 127
+
+
+def _draw_image(rng: np.random.Generator, cfg: SyntheticConfig):
+    """Draw one image.  Returns (PIL image, list of annotation dicts without ids)."""
+    w = int(rng.integers(cfg.min_size, cfg.max_size + 1))
+    h = int(rng.integers(cfg.min_size, cfg.max_size + 1))
+    canvas = np.asarray(_background(rng, h, w, cfg.num_distractors)).astype(np.float32)
+    short = min(h, w)
+    objects = []  # (poly, class, blurred, low_contrast, mask)
+    n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
+    occupied = np.zeros((h, w), dtype=np.int32)  # index+1 of the object visible at each pixel
+    for _ in range(n_obj):
+        for _attempt in range(20):
+            cls = int(rng.integers(len(CLASS_NAMES)))
+            size = short * math.exp(
+                rng.uniform(math.log(cfg.min_object_frac), math.log(cfg.max_object_frac))
+            )
+            aspect = math.exp(rng.uniform(-0.5, 0.5))
+            ow, oh = size * math.sqrt(aspect), size / math.sqrt(aspect)
+            angle = rng.uniform(0, 2 * np.pi) if cls != 1 else rng.uniform(0, np.pi)
+            cx, cy = rng.uniform(0.1 * w, 0.9 * w), rng.uniform(0.1 * h, 0.9 * h)
+            poly = _shape_polygon(cls, cx, cy, ow, oh, angle)
+            x1, y1 = poly.min(0)
+            x2, y2 = poly.max(0)
+            if x1 < 0 or y1 < 0 or x2 > w or y2 > h or min(x2 - x1, y2 - y1) < 8:
+                continue
+            mask = _polygon_mask(poly, h, w)
+            area = mask.sum()
+            if area < 40:
+                continue
+            # Would drawing this object hide too much of an earlier one?
+            ok = True
+            for j, (_, _, _, _, m_j) in enumerate(objects):
+                visible_j = occupied == j + 1
+                covered = (visible_j & mask).sum()
+                if covered > cfg.max_occlusion * m_j.sum() or (
+                    visible_j.sum() - covered < 0.5 * m_j.sum()
+                ):
+                    ok = False
+                    break
+            if ok:
+                break
+        else:
+            continue
+        blurred = bool(rng.random() < cfg.blur_frac)
+        low_contrast = bool(rng.random() < cfg.low_contrast_frac)
+        bbox_slice = (slice(int(y1), int(math.ceil(y2))), slice(int(x1), int(math.ceil(x2))))
+        if low_contrast:
+            local = canvas[bbox_slice].reshape(-1, 3).mean(0)
+            base = np.clip(local + rng.uniform(-25, 25, size=3), 0, 255)
+        else:
+            base = rng.uniform(0, 255, size=3)
+        tex = _texture(rng, h, w, base)
+        alpha = mask.astype(np.float32)
+        if blurred:
+            radius = rng.uniform(1.5, 3.5) * max(1.0, size / 80)
+            a_img = Image.fromarray((alpha * 255).astype(np.uint8)).filter(
+                ImageFilter.GaussianBlur(radius)
+            )
+            alpha = np.asarray(a_img).astype(np.float32) / 255.0
+        canvas = canvas * (1 - alpha[..., None]) + tex * alpha[..., None]
+        occupied[mask] = len(objects) + 1
+        objects.append((poly, cls, blurred, low_contrast, mask))
+
+    canvas += rng.normal(0, 3, size=canvas.shape)
+    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    annotations = []
+    for poly, cls, blurred, low_contrast, mask in objects:
+        x1, y1 = poly.min(0)
+        x2, y2 = poly.max(0)
+        annotations.append(
+            {
+                "category_id": cls + 1,
+                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                "area": float(_polygon_area(poly)),
+                "segmentation": [[float(v) for v in poly.reshape(-1)]],
+                "iscrowd": 0,
+                "blurred": int(blurred),
+                "low_contrast": int(low_contrast),
+            }
+        )
+    return image, annotations
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def generate(name: str, cfg: SyntheticConfig, out_dir: str) -> None:
+    """Write ``cfg.num_images`` PNG images and ``annotations.json`` into ``out_dir``."""
+    rng = np.random.default_rng(cfg.seed)
+    img_dir = os.path.join(out_dir, "images")
+    os.makedirs(img_dir, exist_ok=True)
+    images, annotations = [], []
+    for i in range(cfg.num_images):
+        image, anns = _draw_image(rng, cfg)
+        file_name = f"{i:06d}.png"
+        image.save(os.path.join(img_dir, file_name))
+        images.append(
+            {"id": i + 1, "file_name": file_name, "width": image.width, "height": image.height}
+        )
+        for a in anns:
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, **a})
+    coco = {
+        "info": {
+            "description": f"d2_boxunc synthetic dataset {name}",
+            "version": str(GENERATOR_VERSION),
+            "params": dataclasses.asdict(cfg),
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": [
+            {"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASS_NAMES)
+        ],
+    }
+    with open(os.path.join(out_dir, "annotations.json"), "w") as f:
+        json.dump(coco, f)
+
+
+def ensure_generated(name: str, cfg: SyntheticConfig, root: str | None = None) -> str:
+    """Return the folder of split ``name``, generating it first if it is not cached."""
+    target = dataset_dir(name, cfg, root)
+    if os.path.isfile(os.path.join(target, "annotations.json")):
+        return target
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    logger.info(f"Generating synthetic dataset {name} ({cfg.num_images} images) into {target}")
+    tmp = tempfile.mkdtemp(prefix=".tmp_" + os.path.basename(target), dir=parent)
+    try:
+        generate(name, cfg, tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process finished first; theirs is identical
+            if not os.path.isfile(os.path.join(target, "annotations.json")):
+                raise
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

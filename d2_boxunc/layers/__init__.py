@@ -1,0 +1,1 @@
+"""Compiled ops and their Python wrappers."""

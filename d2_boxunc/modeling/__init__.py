@@ -1,0 +1,3 @@
+"""Models: detectron2 components registered by d2_boxunc (imported for their registry side effects)."""
+
+from d2_boxunc.modeling.backbone import make_small_resnet_stages  # noqa: F401

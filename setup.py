@@ -1,0 +1,94 @@
+"""Build and install d2_boxunc.
+
+The compiled ops live in ``csrc/`` and are built into ``d2_boxunc._C`` with
+``torch.utils.cpp_extension`` (ninja).  Every ``*.cpp`` file is always compiled; ``*.cu`` files
+are compiled when a CUDA toolkit is present and either a GPU is visible or ``FORCE_CUDA=1``.
+
+Environment variables:
+    FORCE_CUDA=1             build the CUDA kernels even when no GPU is visible
+    TORCH_CUDA_ARCH_LIST     CUDA architectures (default "8.0;9.0" when no GPU is visible)
+    MAX_JOBS=N               cap ninja's parallel compile jobs
+    DEBUG=1                  build with -O0 -g
+    NVCC_FLAGS="..."         extra nvcc flags
+"""
+
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+import torch
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+STUB = "d2_boxunc.cpp"  # the empty PyInit__C module; it alone is not an extension worth building
+
+
+def _version() -> str:
+    with open(os.path.join(ROOT, "d2_boxunc", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("__version__ not found in d2_boxunc/__init__.py")
+
+
+def _sources(pattern: str) -> list[str]:
+    found = glob.glob(os.path.join(ROOT, "csrc", "**", pattern), recursive=True)
+    return sorted(os.path.relpath(p, ROOT) for p in found)
+
+
+def get_extensions() -> list:
+    cpp = _sources("*.cpp")
+    cu = _sources("*.cu")
+    if not [s for s in cpp if os.path.basename(s) != STUB]:
+        print("d2_boxunc: no compiled ops in csrc/, building no extension")
+        return []
+
+    debug = os.getenv("DEBUG", "0") == "1"
+    force_cuda = os.getenv("FORCE_CUDA", "0") == "1"
+    with_cuda = bool(cu) and CUDA_HOME is not None and (torch.cuda.is_available() or force_cuda)
+    if with_cuda and not torch.cuda.is_available() and not os.getenv("TORCH_CUDA_ARCH_LIST"):
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+
+    opt = ["-O0", "-g"] if debug else ["-O3"]
+    extra = {"cxx": opt + ["-std=c++17"]}
+    define_macros = []
+    sources = cpp
+    ext_class = CppExtension
+    if with_cuda:
+        ext_class = CUDAExtension
+        sources = cpp + cu
+        define_macros.append(("WITH_CUDA", None))
+        nvcc = ["-O0", "-g", "-lineinfo"] if debug else ["-O3"]
+        nvcc += ["--expt-relaxed-constexpr", "-std=c++17"]
+        nvcc += os.getenv("NVCC_FLAGS", "").split()
+        extra["nvcc"] = nvcc
+
+    print(
+        "d2_boxunc build: "
+        f"torch {torch.__version__}, cuda={'yes' if with_cuda else 'no'}"
+        f" (CUDA_HOME={CUDA_HOME}, FORCE_CUDA={int(force_cuda)},"
+        f" arch={os.getenv('TORCH_CUDA_ARCH_LIST', '-')}), debug={int(debug)},"
+        f" {len(sources)} sources"
+    )
+    return [
+        ext_class(
+            "d2_boxunc._C",
+            sources,
+            include_dirs=[os.path.join(ROOT, "csrc")],
+            define_macros=define_macros,
+            extra_compile_args=extra,
+        )
+    ]
+
+
+setup(
+    name="d2_boxunc",
+    version=_version(),
+    description="Quality-aware box localization for detectron2: KL-Loss, IoU-Net, GIoU, aLRP",
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "benchmarks")),
+    python_requires=">=3.10",
+    ext_modules=get_extensions(),
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    zip_safe=False,
+)
