@@ -1,0 +1,41 @@
+"""Shared pytest set-up: CUDA marks, RNG isolation, quiet detectron2 imports."""
+
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+
+import d2_boxunc  # noqa: E402,F401  (fills registries, registers datasets)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "needs_cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+def cpu_and_cuda():
+    """Parametrize helper: ("cpu", "cuda"), the latter marked needs_cuda."""
+    return ("cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda))
+
+
+@pytest.fixture(autouse=True)
+def _isolate_rng():
+    """Seed every test and restore the global RNG state afterwards (tests must not leak RNG)."""
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    yield
+    torch.set_rng_state(torch_state)
+    np.random.set_state(np_state)
+    random.setstate(py_state)
