@@ -1,0 +1,128 @@
+"""Loading a LazyConfig from the command line, with one-line errors for the usual mistakes.
+
+detectron2's ``LazyConfig.apply_overrides`` silently creates keys that do not exist, so a typo
+such as ``train.max_iters=10`` is ignored without a word.  Here an override must name an existing
+key (close matches are suggested); prefix it with ``+`` to add a new key on purpose.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from detectron2.config import LazyConfig
+
+REQUIRED_KEYS = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+    """A mistake in the config file, an override or a path, reported as one line."""
+
+
+def _all_keys(cfg, prefix: str = "") -> list[str]:
+    keys = []
+    if isinstance(cfg, DictConfig):
+        for k in cfg.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            child = cfg._get_node(k)
+            if isinstance(child, DictConfig):
+                keys.extend(_all_keys(child, full + "."))
+    return keys
+
+
+def check_overrides(cfg: DictConfig, opts: list[str]) -> list[str]:
+    """Validate ``key=value`` overrides; return them with the ``+`` prefixes removed."""
+    clean = []
+    for opt in opts:
+        if "=" not in opt:
+            raise ConfigError(f"override '{opt}' is not of the form key=value")
+        key, _ = opt.split("=", 1)
+        adding = key.startswith("+")
+        key = key.lstrip("+")
+        if not adding and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            close = difflib.get_close_matches(key, _all_keys(cfg), n=3, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"unknown config key '{key}' in override '{opt}'.{hint} "
+                "(Use '+key=value' to add a new key.)"
+            )
+        clean.append(opt.lstrip("+"))
+    return clean
+
+
+def _max_iter_override(opts: list[str]) -> int | None:
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key.lstrip("+") == "train.max_iter":
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"train.max_iter must be an integer, got '{value}'") from None
+    return None
+
+
+def check_checkpoint(path: str) -> None:
+    """A local ``train.init_checkpoint`` must exist (fvcore would silently start from scratch)."""
+    if path and not _URL.match(path) and not os.path.isfile(path):
+        raise ConfigError(f"checkpoint not found: train.init_checkpoint='{path}'")
+
+
+def load_config(config_file: str, opts: list[str] | None = None, synthetic: bool = False):
+    """Load ``config_file``, optionally apply the synthetic CPU switch, then the overrides.
+
+    Raises:
+        ConfigError: missing file, missing top-level node, unknown override key, or a local
+            checkpoint path that does not exist.
+    """
+    opts = list(opts or [])
+    if not config_file:
+        raise ConfigError("no --config-file given")
+    if not os.path.isfile(config_file):
+        raise ConfigError(f"config file not found: {config_file}")
+    cfg = LazyConfig.load(config_file)
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise ConfigError(f"{config_file} does not define {', '.join(missing)}")
+    if synthetic:
+        from d2_boxunc.config.synthetic import MAX_ITER, to_synthetic
+
+        max_iter = _max_iter_override(opts)
+        cfg = to_synthetic(cfg, max_iter=max_iter or MAX_ITER)
+    cfg = LazyConfig.apply_overrides(cfg, check_overrides(cfg, opts))
+    check_checkpoint(cfg.train.init_checkpoint)
+    return cfg
+
+
+def check_datasets(cfg) -> None:
+    """Make sure every dataset the config names is registered and its files exist.
+
+    Synthetic splits are generated here if needed (once, before worker processes start).
+    """
+    from detectron2.data import MetadataCatalog
+
+    from d2_boxunc.data.register import prepare_dataset
+
+    for part in ("train", "test"):
+        node = cfg.dataloader.get(part, None)
+        if node is None or "dataset" not in node:
+            continue
+        names = node.dataset.names
+        for name in [names] if isinstance(names, str) else list(names):
+            try:
+                prepare_dataset(name)
+            except KeyError as e:
+                raise ConfigError(str(e).strip("\"'")) from None
+            meta = MetadataCatalog.get(name)
+            for attr in ("json_file", "image_root"):
+                path = meta.get(attr, None)
+                if path and not os.path.exists(path):
+                    raise ConfigError(
+                        f"dataset '{name}': {attr} '{path}' does not exist "
+                        "(set DETECTRON2_DATASETS to the folder that holds it)"
+                    )

@@ -1,0 +1,79 @@
+"""Draw a model's detections with detectron2's Visualizer.
+
+    python -m d2_boxunc.visualize --config-file X.py --checkpoint model_final.pth \\
+        --synthetic --num-images 4 --output detections.png
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.utils.visualizer import Visualizer
+
+
+def load_model(config_file: str, checkpoint: str, overrides: list[str] | None = None,
+               synthetic: bool = True):
+    """Build the config's model in eval mode with weights from ``checkpoint``."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from d2_boxunc.config.cli import load_config
+
+    cfg = load_config(config_file, list(overrides or []), synthetic=synthetic)
+    cfg.train.init_checkpoint = checkpoint
+    model = instantiate(cfg.model).to(cfg.train.device).eval()
+    DetectionCheckpointer(model).load(checkpoint)
+    return model, cfg
+
+
+def draw_predictions(model, cfg, dataset_dict: dict, score_thresh: float = 0.3) -> np.ndarray:
+    """RGB image (H, W, 3) of ``dataset_dict``'s image with the predictions above the threshold."""
+    mapper = instantiate(cfg.dataloader.test.mapper)
+    inputs = mapper(dict(dataset_dict))
+    with torch.no_grad():
+        instances = model([inputs])[0]["instances"].to("cpu")
+    instances = instances[instances.scores >= score_thresh]
+    image = read_image(dataset_dict["file_name"], format="RGB")
+    names = cfg.dataloader.test.dataset.names
+    metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
+    vis = Visualizer(image, metadata=metadata)
+    return vis.draw_instance_predictions(instances).get_image()
+
+
+def draw_panels(model, cfg, dataset_dicts: list[dict], score_thresh: float = 0.3) -> np.ndarray:
+    """The drawings of several images side by side, as one RGB array."""
+    panels = [draw_predictions(model, cfg, d, score_thresh) for d in dataset_dicts]
+    h = max(p.shape[0] for p in panels)
+    panels = [np.pad(p, ((0, h - p.shape[0]), (0, 4), (0, 0))) for p in panels]
+    return np.concatenate(panels, axis=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import d2_boxunc  # noqa: F401
+    from PIL import Image
+    from detectron2.data import DatasetCatalog
+
+    parser = argparse.ArgumentParser(description="Draw detections of a trained model.")
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--synthetic", action="store_true", help="apply the CPU switch")
+    parser.add_argument("--num-images", type=int, default=4)
+    parser.add_argument("--score-thresh", type=float, default=0.3)
+    parser.add_argument("--output", default="detections.png")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="key=value config overrides")
+    args = parser.parse_args(argv)
+    model, cfg = load_model(args.config_file, args.checkpoint, args.opts, args.synthetic)
+    names = cfg.dataloader.test.dataset.names
+    dicts = DatasetCatalog.get(names if isinstance(names, str) else names[0])
+    panels = draw_panels(model, cfg, dicts[: args.num_images], args.score_thresh)
+    Image.fromarray(panels).save(args.output)
+    print(f"saved {args.output}")
+
+
+if __name__ == "__main__":
+    main()

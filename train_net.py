@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Train and evaluate d2_boxunc models from LazyConfig files.
+
+Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
+
+    python train_net.py --config-file configs/Baselines/faster_rcnn_R_50_FPN_1x.py --num-gpus 8
+    python train_net.py --config-file X.py --eval-only train.init_checkpoint=model_final.pth
+    python train_net.py --config-file X.py --synthetic          # CPU-sized run on synthetic data
+
+``--synthetic`` applies :func:`d2_boxunc.config.to_synthetic` before the ``key=value`` overrides.
+On a machine without a GPU, ``--num-gpus N`` starts N CPU worker processes (gloo backend).
+The config file must define ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier`` and
+``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``.
+"""
+
+import json
+import logging
+import os
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+
+import d2_boxunc  # noqa: E402,F401  (fills registries before any config is built)
+from d2_boxunc.config.cli import ConfigError, check_datasets, load_config  # noqa: E402
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
+from detectron2.engine import (  # noqa: E402
+    AMPTrainer,
+    SimpleTrainer,
+    default_argument_parser,
+    default_setup,
+    default_writers,
+    hooks,
+    launch,
+)
+from detectron2.engine.defaults import create_ddp_model  # noqa: E402
+from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+
+logger = logging.getLogger("d2_boxunc")
+
+
+def _cpu_ddp_kwargs(cfg) -> dict:
+    """DDP on CPU (gloo) takes no device ids and no fp16 gradient compression."""
+    return dict(device_ids=None, fp16_compression=False) if cfg.train.device == "cpu" else {}
+
+
+def do_test(cfg, model) -> dict:
+    """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results."""
+    if "evaluator" not in cfg.dataloader:
+        return {}
+    results = inference_on_dataset(
+        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+    )
+    if comm.is_main_process() and results:
+        print_csv_format(results)
+        os.makedirs(cfg.train.output_dir, exist_ok=True)
+        with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+def do_train(args, cfg) -> None:
+    """Train with detectron2's (AMP)SimpleTrainer, its checkpointing, eval and logging hooks.
+
+    Args:
+        cfg: a LazyConfig with model, dataloader.train, optimizer, lr_multiplier and train
+            (output_dir, init_checkpoint, max_iter, amp, ddp, checkpointer, eval_period,
+            log_period, device).
+    """
+    model = instantiate(cfg.model)
+    logger.info("Model:\n{}".format(model))
+    model.to(cfg.train.device)
+
+    cfg.optimizer.params.model = model
+    optim = instantiate(cfg.optimizer)
+    train_loader = instantiate(cfg.dataloader.train)
+
+    model = create_ddp_model(model, **{**cfg.train.ddp, **_cpu_ddp_kwargs(cfg)})
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
+    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    trainer.register_hooks(
+        [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            (
+                hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer)
+                if comm.is_main_process()
+                else None
+            ),
+            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            (
+                hooks.PeriodicWriter(
+                    default_writers(cfg.train.output_dir, cfg.train.max_iter),
+                    period=cfg.train.log_period,
+                )
+                if comm.is_main_process()
+                else None
+            ),
+        ]
+    )
+    checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    trainer.train(start_iter, cfg.train.max_iter)
+
+
+def main(args) -> dict | None:
+    cfg = load_config(args.config_file, args.opts, synthetic=args.synthetic)
+    check_datasets(cfg)
+    default_setup(cfg, args)
+
+    if args.eval_only:
+        model = instantiate(cfg.model)
+        model.to(cfg.train.device)
+        model = create_ddp_model(model, **_cpu_ddp_kwargs(cfg))
+        try:
+            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
+        except Exception as e:  # corrupt or foreign file: say which, not where in torch.load
+            raise ConfigError(
+                f"cannot load checkpoint '{cfg.train.init_checkpoint}': {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
+        return do_test(cfg, model)
+    do_train(args, cfg)
+    return None
+
+
+def get_parser():
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="turn the config into a CPU-sized run on the synthetic dataset (d2_boxunc.config.to_synthetic)",
+    )
+    return parser
+
+
+def _main_with_clear_errors(args):
+    try:
+        return main(args)
+    except ConfigError as e:
+        # Expected user errors: one line, no traceback.
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def invoke_main() -> None:
+    args = get_parser().parse_args()
+    try:
+        # Validate (and generate synthetic data) before spawning workers: a typo fails fast.
+        check_datasets(load_config(args.config_file, args.opts, synthetic=args.synthetic))
+    except ConfigError as e:
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    launch(
+        _main_with_clear_errors,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
