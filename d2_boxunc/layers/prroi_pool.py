@@ -22,11 +22,16 @@ __all__ = ["prroi_pool", "PrRoIPool"]
 
 
 def _pair(output_size: int | tuple[int, int]) -> tuple[int, int]:
-    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if isinstance(output_size, int):
+        size = (output_size, output_size)
+    else:
+        size = tuple(output_size) if isinstance(output_size, (tuple, list)) else ()
     if len(size) != 2 or not all(
         isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size
     ):
-        raise ValueError(f"output_size must be a positive int or a pair of them, got {output_size!r}")
+        raise ValueError(
+            f"output_size must be a positive int or a pair of them, got {output_size!r}"
+        )
     return size
 
 
@@ -76,6 +81,8 @@ def _check(input: Tensor, rois: Tensor, spatial_scale: float) -> None:
         raise TypeError(
             f"input and rois must have the same dtype, got {input.dtype} and {rois.dtype}"
         )
+    if _extension.has_ops():
+        _extension.check_device_supported(input, "input")
     if torch.compiler.is_compiling() or rois.shape[0] == 0:
         return  # value checks need a host sync; the kernels treat bad RoIs as empty anyway
     coords = rois.detach()
@@ -115,7 +122,6 @@ def prroi_pool(
     rois = _to_roi_format(rois)
     _check(input, rois, spatial_scale)
     if _extension.has_ops():
-        _extension.check_device_supported(input, "input")
         return torch.ops.d2_boxunc.prroi_pool(input, rois, float(spatial_scale), ph, pw, aligned)
     log_first_n(
         logging.WARNING,

@@ -36,7 +36,12 @@ def prroi_pool(
     Same conventions as :func:`d2_boxunc.layers.prroi_pool`; expects validated arguments.
     """
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
-    num_rois, channels, height, width = rois.shape[0], input.shape[1], input.shape[2], input.shape[3]
+    num_rois, channels, height, width = (
+        rois.shape[0],
+        input.shape[1],
+        input.shape[2],
+        input.shape[3],
+    )
     offset = 0.5 if aligned else 0.0
     x1, y1, x2, y2 = (rois[:, k] * spatial_scale - offset for k in range(1, 5))
     valid = (x2 > x1) & (y2 > y1)
