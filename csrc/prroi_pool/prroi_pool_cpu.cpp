@@ -1,6 +1,7 @@
 // CPU kernels of PrRoIPool. Per RoI, the tent weights of every bin along x and y are computed once
-// (AxisWeights); each (RoI, channel) pair then costs two small separable passes:
-//   rows[i][q] = sum_j F[i, j] Kx[q][j],   out[p][q] = sum_i Ky[p][i] rows[i][q] / area.
+// (AxisWeights); each RoI then costs two small separable passes over channel vectors:
+//   rows[i][q] = sum_j F[i, j] Kx[q][j],   out[p][q] = sum_i Ky[p][i] rows[i][q] / area,
+// i.e. O((H_roi + 2 PH) (W_roi + 2 PW)) per channel instead of a sum per bin over its cells.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -91,90 +92,89 @@ std::vector<RoiGeometry<T>> geometries(
   return geo;
 }
 
+// y += a * x over n contiguous values (the channel vector); the compiler vectorises it.
+template <typename T>
+inline void axpy(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+}
+
+// All kernels work on channels-last copies (N, H, W, C) and (K, PH, PW, C): every sample read or
+// written is then a contiguous channel vector, instead of one scattered cache line per channel.
 template <typename T>
 void forward_impl(
-    const T* input, const T* rois, T* output, int64_t num_rois, int64_t batch_size,
-    int64_t channels, int64_t height, int64_t width, T scale, int64_t ph, int64_t pw,
-    bool aligned) {
-  const auto geo = geometries(rois, num_rois, batch_size, scale, ph, pw, aligned);
-  const auto wx = axis_weights(geo, true, pw, width);
-  const auto wy = axis_weights(geo, false, ph, height);
-  const int64_t bins = ph * pw;
-  at::parallel_for(0, num_rois * channels, 8, [&](int64_t begin, int64_t end) {
+    const T* input, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
+    const AxisWeights<T>& wy, T* output, int64_t channels, int64_t height, int64_t width,
+    int64_t ph, int64_t pw) {
+  const int64_t num_rois = static_cast<int64_t>(geo.size());
+  const int64_t C = channels;
+  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> rows;
-    for (int64_t mc = begin; mc < end; ++mc) {
-      const int64_t m = mc / channels, c = mc % channels;
-      T* out = output + mc * bins;
+    for (int64_t m = begin; m < end; ++m) {
       const RoiGeometry<T>& g = geo[m];
-      std::fill(out, out + bins, T(0));
+      T* out = output + m * ph * pw * C;
       if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
-      const T* plane = input + (g.batch * channels + c) * height * width;
+      const T* image = input + g.batch * height * width * C;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
-      rows.assign(nrows * pw, T(0));
+      // rows[r][q][c] = sum_j F[i0 + r, j, c] Kx[q][j]
+      rows.assign(nrows * pw * C, T(0));
       for (int64_t r = 0; r < nrows; ++r) {
-        const T* f = plane + (i0 + r) * width;
+        const T* f = image + (i0 + r) * width * C;
         for (int64_t q = 0; q < pw; ++q) {
           const int64_t k = m * pw + q;
           const T* w = wx.weights(m, q);
-          const T* fq = f + wx.lo[k];
-          T acc = T(0);
-          for (int64_t t = 0; t < wx.n[k]; ++t) acc += fq[t] * w[t];
-          rows[r * pw + q] = acc;
+          T* acc = rows.data() + (r * pw + q) * C;
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(acc, f + (wx.lo[k] + t) * C, w[t], C);
         }
       }
+      // out[p][q][c] = sum_i Ky[p][i] rows[i][q][c] / area
       for (int64_t p = 0; p < ph; ++p) {
         const int64_t k = m * ph + p;
         const T* w = wy.weights(m, p);
-        T* o = out + p * pw;
         for (int64_t t = 0; t < wy.n[k]; ++t) {
-          const T* row = rows.data() + (wy.lo[k] + t - i0) * pw;
-          const T wt = w[t] * g.inv_area;
-          for (int64_t q = 0; q < pw; ++q) o[q] += wt * row[q];
+          const T* row = rows.data() + (wy.lo[k] + t - i0) * pw * C;
+          axpy(out + p * pw * C, row, w[t] * g.inv_area, pw * C);
         }
       }
     }
   });
 }
 
-// d loss / d input. Parallel over (batch, channel) planes, so no two threads write one plane.
+// d loss / d input. Parallel over channel ranges, so no two threads write one value.
 template <typename T>
 void input_grad_impl(
     const T* grad, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
-    const AxisWeights<T>& wy, T* grad_input, int64_t batch_size, int64_t channels,
-    int64_t height, int64_t width, int64_t ph, int64_t pw) {
+    const AxisWeights<T>& wy, T* grad_input, int64_t channels, int64_t height, int64_t width,
+    int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
-  const int64_t bins = ph * pw;
-  at::parallel_for(0, batch_size * channels, 1, [&](int64_t begin, int64_t end) {
+  const int64_t C = channels;
+  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
+    const int64_t nc = c1 - c0;
     std::vector<T> rows;
-    for (int64_t bc = begin; bc < end; ++bc) {
-      const int64_t b = bc / channels, c = bc % channels;
-      T* dplane = grad_input + bc * height * width;
-      for (int64_t m = 0; m < num_rois; ++m) {
-        const RoiGeometry<T>& g = geo[m];
-        if (!g.valid || g.batch != b || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m])
-          continue;
-        const T* go = grad + (m * channels + c) * bins;
-        const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
-        rows.assign(nrows * pw, T(0));
-        for (int64_t p = 0; p < ph; ++p) {
-          const int64_t k = m * ph + p;
-          const T* w = wy.weights(m, p);
-          const T* gp = go + p * pw;
-          for (int64_t t = 0; t < wy.n[k]; ++t) {
-            T* row = rows.data() + (wy.lo[k] + t - i0) * pw;
-            const T wt = w[t] * g.inv_area;
-            for (int64_t q = 0; q < pw; ++q) row[q] += wt * gp[q];
-          }
+    for (int64_t m = 0; m < num_rois; ++m) {
+      const RoiGeometry<T>& g = geo[m];
+      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      const T* gm = grad + m * ph * pw * C + c0;
+      T* dimage = grad_input + g.batch * height * width * C + c0;
+      const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+      // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
+      rows.assign(nrows * pw * nc, T(0));
+      for (int64_t p = 0; p < ph; ++p) {
+        const int64_t k = m * ph + p;
+        const T* w = wy.weights(m, p);
+        for (int64_t t = 0; t < wy.n[k]; ++t) {
+          T* row = rows.data() + (wy.lo[k] + t - i0) * pw * nc;
+          const T wt = w[t] * g.inv_area;
+          for (int64_t q = 0; q < pw; ++q) axpy(row + q * nc, gm + (p * pw + q) * C, wt, nc);
         }
-        for (int64_t r = 0; r < nrows; ++r) {
-          T* d = dplane + (i0 + r) * width;
-          for (int64_t q = 0; q < pw; ++q) {
-            const int64_t k = m * pw + q;
-            const T u = rows[r * pw + q];
-            const T* w = wx.weights(m, q);
-            T* dq = d + wx.lo[k];
-            for (int64_t t = 0; t < wx.n[k]; ++t) dq[t] += u * w[t];
-          }
+      }
+      // dF[i0 + r][j][c] += sum_q rows[r][q][c] Kx[q][j]
+      for (int64_t r = 0; r < nrows; ++r) {
+        T* d = dimage + (i0 + r) * width * C;
+        for (int64_t q = 0; q < pw; ++q) {
+          const int64_t k = m * pw + q;
+          const T* u = rows.data() + (r * pw + q) * nc;
+          const T* w = wx.weights(m, q);
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(d + (wx.lo[k] + t) * C, u, w[t], nc);
         }
       }
     }
@@ -189,75 +189,79 @@ void rois_grad_impl(
     const AxisWeights<T>& wx, const AxisWeights<T>& wy, T* grad_rois, int64_t channels,
     int64_t height, int64_t width, T scale, int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
-  const int64_t bins = ph * pw;
+  const int64_t C = channels;
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> colv, rowv, vert((pw + 1) * ph), horz((ph + 1) * pw);
+    std::vector<T> colv, rowv, vert, horz;
     std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
     std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
     for (int64_t m = begin; m < end; ++m) {
       T* dr = grad_rois + 5 * m;
-      std::fill(dr, dr + 5, T(0));
       const RoiGeometry<T>& g = geo[m];
       if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      const T* image = input + g.batch * height * width * C;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
       const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
       for (int64_t e = 0; e <= pw; ++e) xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
       for (int64_t e = 0; e <= ph; ++e) yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
+      // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
+      colv.assign(nrows * (pw + 1) * C, T(0));
+      for (int64_t r = 0; r < nrows; ++r) {
+        const T* f = image + (i0 + r) * width * C;
+        for (int64_t e = 0; e <= pw; ++e) {
+          T* cv = colv.data() + (r * (pw + 1) + e) * C;
+          axpy(cv, f + xt[e].j0 * C, xt[e].w0, C);
+          axpy(cv, f + xt[e].j1 * C, xt[e].w1, C);
+        }
+      }
+      // vert[p][e][c] = integral of f(x_e, y) over bin row p.
+      vert.assign(ph * (pw + 1) * C, T(0));
+      for (int64_t p = 0; p < ph; ++p) {
+        const int64_t k = m * ph + p;
+        const T* w = wy.weights(m, p);
+        for (int64_t t = 0; t < wy.n[k]; ++t) {
+          axpy(vert.data() + p * (pw + 1) * C, colv.data() + (wy.lo[k] + t - i0) * (pw + 1) * C,
+               w[t], (pw + 1) * C);
+        }
+      }
+      // rowv[e][j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
+      rowv.assign((ph + 1) * ncols * C, T(0));
+      horz.assign((ph + 1) * pw * C, T(0));
+      for (int64_t e = 0; e <= ph; ++e) {
+        T* rv = rowv.data() + e * ncols * C;
+        axpy(rv, image + (yt[e].j0 * width + j0) * C, yt[e].w0, ncols * C);
+        axpy(rv, image + (yt[e].j1 * width + j0) * C, yt[e].w1, ncols * C);
+        for (int64_t q = 0; q < pw; ++q) {
+          const int64_t k = m * pw + q;
+          const T* w = wx.weights(m, q);
+          T* h = horz.data() + (e * pw + q) * C;
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(h, rv + (wx.lo[k] + t - j0) * C, w[t], C);
+        }
+      }
       std::fill(dax.begin(), dax.end(), T(0));
       std::fill(dbx.begin(), dbx.end(), T(0));
       std::fill(day.begin(), day.end(), T(0));
       std::fill(dby.begin(), dby.end(), T(0));
-      colv.resize(nrows * (pw + 1));
-      rowv.resize((ph + 1) * ncols);
-      for (int64_t c = 0; c < channels; ++c) {
-        const T* plane = input + (g.batch * channels + c) * height * width;
-        const T* go = grad + (m * channels + c) * bins;
-        const T* out = output + (m * channels + c) * bins;
-        // f(edge_x, i) for every row i of the RoI, then integrate along y per bin row.
-        for (int64_t r = 0; r < nrows; ++r) {
-          const T* f = plane + (i0 + r) * width;
-          for (int64_t e = 0; e <= pw; ++e)
-            colv[r * (pw + 1) + e] = xt[e].w0 * f[xt[e].j0] + xt[e].w1 * f[xt[e].j1];
-        }
-        std::fill(vert.begin(), vert.end(), T(0));
-        for (int64_t p = 0; p < ph; ++p) {
-          const int64_t k = m * ph + p;
-          const T* w = wy.weights(m, p);
-          T* v = vert.data() + p * (pw + 1);
-          for (int64_t t = 0; t < wy.n[k]; ++t) {
-            const T* cv = colv.data() + (wy.lo[k] + t - i0) * (pw + 1);
-            for (int64_t e = 0; e <= pw; ++e) v[e] += w[t] * cv[e];
-          }
-        }
-        // f(j, edge_y) for every column j of the RoI, then integrate along x per bin column.
-        for (int64_t e = 0; e <= ph; ++e) {
-          const T* r0 = plane + yt[e].j0 * width + j0;
-          const T* r1 = plane + yt[e].j1 * width + j0;
-          T* rv = rowv.data() + e * ncols;
-          for (int64_t j = 0; j < ncols; ++j) rv[j] = yt[e].w0 * r0[j] + yt[e].w1 * r1[j];
-        }
-        for (int64_t e = 0; e <= ph; ++e) {
-          const T* rv = rowv.data() + e * ncols;
-          for (int64_t q = 0; q < pw; ++q) {
-            const int64_t k = m * pw + q;
-            const T* w = wx.weights(m, q);
-            const T* rq = rv + (wx.lo[k] - j0);
-            T acc = T(0);
-            for (int64_t t = 0; t < wx.n[k]; ++t) acc += w[t] * rq[t];
-            horz[e * pw + q] = acc;
-          }
-        }
-        for (int64_t p = 0; p < ph; ++p) {
-          for (int64_t q = 0; q < pw; ++q) {
-            const T gg = go[p * pw + q];
+      for (int64_t p = 0; p < ph; ++p) {
+        for (int64_t q = 0; q < pw; ++q) {
+          const T* go = grad + ((m * ph + p) * pw + q) * C;
+          const T* out = output + ((m * ph + p) * pw + q) * C;
+          const T* left = vert.data() + (p * (pw + 1) + q) * C;
+          const T* right = left + C;
+          const T* top = horz.data() + (p * pw + q) * C;
+          const T* bottom = horz.data() + ((p + 1) * pw + q) * C;
+          T sax = T(0), sbx = T(0), say = T(0), sby = T(0);
+          for (int64_t c = 0; c < C; ++c) {
             const EdgeGrads<T> d = bin_edge_grads(
-                out[p * pw + q], vert[p * (pw + 1) + q], vert[p * (pw + 1) + q + 1],
-                horz[p * pw + q], horz[(p + 1) * pw + q], g.bw, g.bh, g.inv_area);
-            dax[q] += gg * d.ax;
-            dbx[q] += gg * d.bx;
-            day[p] += gg * d.ay;
-            dby[p] += gg * d.by;
+                out[c], left[c], right[c], top[c], bottom[c], g.bw, g.bh, g.inv_area);
+            sax += go[c] * d.ax;
+            sbx += go[c] * d.bx;
+            say += go[c] * d.ay;
+            sby += go[c] * d.by;
           }
+          dax[q] += sax;
+          dbx[q] += sbx;
+          day[p] += say;
+          dby[p] += sby;
         }
       }
       T d1 = T(0), d2 = T(0), d3 = T(0), d4 = T(0);
@@ -271,22 +275,33 @@ void rois_grad_impl(
   });
 }
 
+// (K, C, PH, PW) or (N, C, H, W) -> a contiguous channels-last copy (free if already so).
+at::Tensor channels_last(const at::Tensor& t) {
+  return t.permute({0, 2, 3, 1}).contiguous();
+}
+
 at::Tensor prroi_pool_forward_cpu(
     const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
     int64_t pooled_width, bool aligned) {
   check_inputs(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
-  at::Tensor output =
-      at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
-  if (output.numel() == 0 || input.numel() == 0) return output;
-  const at::Tensor in = input.contiguous(), r = rois.contiguous();
+  if (num_rois == 0 || input.numel() == 0) {
+    return at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
+  }
+  const at::Tensor in = channels_last(input), r = rois.contiguous();
+  at::Tensor out = at::zeros({num_rois, pooled_height, pooled_width, channels}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_forward_cpu", [&] {
-    forward_impl<scalar_t>(
-        in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), num_rois,
-        in.size(0), channels, in.size(2), in.size(3), static_cast<scalar_t>(spatial_scale),
-        pooled_height, pooled_width, aligned);
+    using T = scalar_t;
+    const auto geo = geometries(
+        r.data_ptr<T>(), num_rois, input.size(0), static_cast<T>(spatial_scale), pooled_height,
+        pooled_width, aligned);
+    const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
+    const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
+    forward_impl<T>(
+        in.data_ptr<T>(), geo, wx, wy, out.data_ptr<T>(), channels, input.size(2), input.size(3),
+        pooled_height, pooled_width);
   });
-  return output;
+  return out.permute({0, 3, 1, 2}).contiguous();
 }
 
 std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
@@ -297,27 +312,29 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   check_grad(grad, input, num_rois, pooled_height, pooled_width, "grad");
   check_grad(output, input, num_rois, pooled_height, pooled_width, "output");
-  at::Tensor grad_input = at::zeros_like(input, at::MemoryFormat::Contiguous);
   at::Tensor grad_rois = at::zeros_like(rois, at::MemoryFormat::Contiguous);
-  if (grad.numel() == 0 || input.numel() == 0) return {grad_input, grad_rois};
-  const at::Tensor in = input.contiguous(), r = rois.contiguous();
-  const at::Tensor g = grad.contiguous(), out = output.contiguous();
+  if (num_rois == 0 || input.numel() == 0) {
+    return {at::zeros_like(input, at::MemoryFormat::Contiguous), grad_rois};
+  }
+  const at::Tensor in = channels_last(input), r = rois.contiguous();
+  const at::Tensor g = channels_last(grad), out = channels_last(output);
+  at::Tensor grad_in = at::zeros_like(in);  // (N, H, W, C)
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
     using T = scalar_t;
     const T scale = static_cast<T>(spatial_scale);
     const auto geo = geometries(
-        r.data_ptr<T>(), num_rois, in.size(0), scale, pooled_height, pooled_width, aligned);
-    const auto wx = axis_weights(geo, true, pooled_width, in.size(3));
-    const auto wy = axis_weights(geo, false, pooled_height, in.size(2));
+        r.data_ptr<T>(), num_rois, input.size(0), scale, pooled_height, pooled_width, aligned);
+    const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
+    const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
     input_grad_impl<T>(
-        g.data_ptr<T>(), geo, wx, wy, grad_input.data_ptr<T>(), in.size(0), channels, in.size(2),
-        in.size(3), pooled_height, pooled_width);
+        g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), channels, input.size(2),
+        input.size(3), pooled_height, pooled_width);
     rois_grad_impl<T>(
         g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
-        grad_rois.data_ptr<T>(), channels, in.size(2), in.size(3), scale, pooled_height,
+        grad_rois.data_ptr<T>(), channels, input.size(2), input.size(3), scale, pooled_height,
         pooled_width);
   });
-  return {grad_input, grad_rois};
+  return {grad_in.permute({0, 3, 1, 2}).contiguous(), grad_rois};
 }
 
 }  // namespace
