@@ -22,7 +22,9 @@ IMAGE_H, IMAGE_W = 800, 1088
 NUM_ROIS, REF_ROIS, OUT = 512, 16, 7
 # (stride, range of sqrt(box area) in pixels that detectron2 assigns to that level)
 LEVELS = [(4, (32.0, 112.0)), (8, (112.0, 224.0))]
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "bench_prroi_pool.json")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "results", "bench_prroi_pool.json"
+)
 
 
 def random_boxes(num: int, sqrt_area: tuple[float, float]) -> torch.Tensor:
@@ -67,7 +69,9 @@ def bench_level(stride: int, sqrt_area: tuple[float, float]) -> dict:
     }
     row = {"map": list(feats.shape[1:]), "stride": stride, "sqrt_area_px": list(sqrt_area)}
     with torch.no_grad():
-        row["fwd_ms"] = {k: timeit(lambda: f(feats, rois)) for k, f in ops.items() if k != "reference"}
+        row["fwd_ms"] = {
+            k: timeit(lambda: f(feats, rois)) for k, f in ops.items() if k != "reference"
+        }
         ref = timeit(lambda: ops["reference"](feats, rois[:REF_ROIS]), repeat=2)
         row["fwd_ms"]["reference"] = ref * NUM_ROIS / REF_ROIS
     row["fwd_bwd_ms"] = {
@@ -91,7 +95,9 @@ def bench_area() -> list[dict]:
         rois[:, 0] = 0
         with torch.no_grad():
             ours = timeit(lambda: prroi_pool(feats, rois, OUT, 1 / 8))
-            theirs = timeit(lambda: roi_align(feats, rois, OUT, 1 / 8, sampling_ratio=2, aligned=True))
+            theirs = timeit(
+                lambda: roi_align(feats, rois, OUT, 1 / 8, sampling_ratio=2, aligned=True)
+            )
         rows.append({"side_cells": side, "prroi_pool_ms": ours, "roi_align_ms": theirs})
     return rows
 
