@@ -51,7 +51,9 @@ def get_extensions() -> list:
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
 
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    extra = {"cxx": opt + ["-std=c++20"]}
+    # -fopenmp: at::parallel_for is an inline header that runs serially unless the extension
+    # itself is compiled with OpenMP (it then shares torch's libgomp).
+    extra = {"cxx": opt + ["-std=c++20", "-fopenmp"]}
     define_macros = []
     sources = cpp
     ext_class = CppExtension
@@ -78,6 +80,7 @@ def get_extensions() -> list:
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=define_macros,
             extra_compile_args=extra,
+            extra_link_args=["-fopenmp"],
         )
     ]
 

@@ -1,0 +1,13 @@
+// Schemas of the PrRoIPool ops; the device files register the kernels, Python registers autograd,
+// fake kernels and autocast (d2_boxunc/layers/prroi_pool.py).
+#include <torch/library.h>
+
+TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {
+  m.def(
+      "prroi_pool(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+      "SymInt pooled_width, bool aligned) -> Tensor");
+  m.def(
+      "_prroi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor output, "
+      "float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool aligned) "
+      "-> (Tensor grad_input, Tensor grad_rois)");
+}

@@ -1,0 +1,348 @@
+// CPU kernels of PrRoIPool. Per RoI, the tent weights of every bin along x and y are computed once
+// (AxisWeights); each RoI then costs two small separable passes over channel vectors:
+//   rows[i][q] = sum_j F[i, j] Kx[q][j],   out[p][q] = sum_i Ky[p][i] rows[i][q] / area,
+// i.e. O((H_roi + 2 PH) (W_roi + 2 PW)) per channel instead of a sum per bin over its cells.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "prroi_pool/prroi_pool_checks.h"
+#include "prroi_pool/prroi_pool_kernel.h"
+
+namespace d2_boxunc {
+namespace prroi {
+namespace {
+
+// Tent weights of all bins of all RoIs along one axis. Bin (m, q) has weights w[off + k] for the
+// samples lo + k, k < n; the bins of one RoI cover the sample range [first, last].
+template <typename T>
+struct AxisWeights {
+  int64_t bins = 0;
+  std::vector<int64_t> lo, n, off, first, last;
+  std::vector<T> w;
+
+  const T* weights(int64_t m, int64_t q) const { return w.data() + off[m * bins + q]; }
+};
+
+template <typename T>
+AxisWeights<T> axis_weights(
+    const std::vector<RoiGeometry<T>>& geo, bool along_x, int64_t bins, int64_t size) {
+  const int64_t num_rois = static_cast<int64_t>(geo.size());
+  AxisWeights<T> a;
+  a.bins = bins;
+  a.lo.assign(num_rois * bins, 0);
+  a.n.assign(num_rois * bins, 0);
+  a.off.assign(num_rois * bins, 0);
+  a.first.assign(num_rois, 0);
+  a.last.assign(num_rois, -1);
+  int64_t total = 0;
+  for (int64_t m = 0; m < num_rois; ++m) {
+    const RoiGeometry<T>& g = geo[m];
+    if (!g.valid) continue;
+    const T start = along_x ? g.x1 : g.y1;
+    const T step = along_x ? g.bw : g.bh;
+    int64_t first = size, last = -1;
+    for (int64_t q = 0; q < bins; ++q) {
+      int64_t lo, hi;
+      support(bin_edge(start, step, q), bin_edge(start, step, q + 1), size, &lo, &hi);
+      const int64_t k = m * bins + q;
+      a.lo[k] = lo;
+      a.n[k] = std::max<int64_t>(hi - lo + 1, 0);
+      a.off[k] = total;
+      total += a.n[k];
+      if (a.n[k] > 0) {
+        first = std::min(first, lo);
+        last = std::max(last, hi);
+      }
+    }
+    a.first[m] = first;
+    a.last[m] = last;
+  }
+  a.w.assign(total, T(0));
+  at::parallel_for(0, num_rois, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t m = begin; m < end; ++m) {
+      const RoiGeometry<T>& g = geo[m];
+      if (!g.valid) continue;
+      const T start = along_x ? g.x1 : g.y1;
+      const T step = along_x ? g.bw : g.bh;
+      for (int64_t q = 0; q < bins; ++q) {
+        const int64_t k = m * bins + q;
+        const T a0 = bin_edge(start, step, q), b0 = bin_edge(start, step, q + 1);
+        for (int64_t t = 0; t < a.n[k]; ++t) a.w[a.off[k] + t] = tent_weight(a0, b0, a.lo[k] + t);
+      }
+    }
+  });
+  return a;
+}
+
+template <typename T>
+std::vector<RoiGeometry<T>> geometries(
+    const T* rois, int64_t num_rois, int64_t batch_size, T scale, int64_t ph, int64_t pw,
+    bool aligned) {
+  std::vector<RoiGeometry<T>> geo(num_rois);
+  for (int64_t m = 0; m < num_rois; ++m) {
+    geo[m] = roi_geometry(rois + 5 * m, scale, ph, pw, aligned);
+    const T b = rois[5 * m];
+    // Out-of-range batch indices are rejected by the Python wrapper; here they pool nothing.
+    if (!(b >= T(0) && b < T(batch_size))) geo[m].valid = false;
+  }
+  return geo;
+}
+
+// y += a * x over n contiguous values (the channel vector); the compiler vectorises it.
+template <typename T>
+inline void axpy(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+}
+
+// All kernels work on channels-last copies (N, H, W, C) and (K, PH, PW, C): every sample read or
+// written is then a contiguous channel vector, instead of one scattered cache line per channel.
+template <typename T>
+void forward_impl(
+    const T* input, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
+    const AxisWeights<T>& wy, T* output, int64_t channels, int64_t height, int64_t width,
+    int64_t ph, int64_t pw) {
+  const int64_t num_rois = static_cast<int64_t>(geo.size());
+  const int64_t C = channels;
+  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> rows;
+    for (int64_t m = begin; m < end; ++m) {
+      const RoiGeometry<T>& g = geo[m];
+      T* out = output + m * ph * pw * C;
+      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      const T* image = input + g.batch * height * width * C;
+      const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+      // rows[r][q][c] = sum_j F[i0 + r, j, c] Kx[q][j]
+      rows.assign(nrows * pw * C, T(0));
+      for (int64_t r = 0; r < nrows; ++r) {
+        const T* f = image + (i0 + r) * width * C;
+        for (int64_t q = 0; q < pw; ++q) {
+          const int64_t k = m * pw + q;
+          const T* w = wx.weights(m, q);
+          T* acc = rows.data() + (r * pw + q) * C;
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(acc, f + (wx.lo[k] + t) * C, w[t], C);
+        }
+      }
+      // out[p][q][c] = sum_i Ky[p][i] rows[i][q][c] / area
+      for (int64_t p = 0; p < ph; ++p) {
+        const int64_t k = m * ph + p;
+        const T* w = wy.weights(m, p);
+        for (int64_t t = 0; t < wy.n[k]; ++t) {
+          const T* row = rows.data() + (wy.lo[k] + t - i0) * pw * C;
+          axpy(out + p * pw * C, row, w[t] * g.inv_area, pw * C);
+        }
+      }
+    }
+  });
+}
+
+// d loss / d input. Parallel over channel ranges, so no two threads write one value.
+template <typename T>
+void input_grad_impl(
+    const T* grad, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
+    const AxisWeights<T>& wy, T* grad_input, int64_t channels, int64_t height, int64_t width,
+    int64_t ph, int64_t pw) {
+  const int64_t num_rois = static_cast<int64_t>(geo.size());
+  const int64_t C = channels;
+  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
+    const int64_t nc = c1 - c0;
+    std::vector<T> rows;
+    for (int64_t m = 0; m < num_rois; ++m) {
+      const RoiGeometry<T>& g = geo[m];
+      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      const T* gm = grad + m * ph * pw * C + c0;
+      T* dimage = grad_input + g.batch * height * width * C + c0;
+      const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+      // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
+      rows.assign(nrows * pw * nc, T(0));
+      for (int64_t p = 0; p < ph; ++p) {
+        const int64_t k = m * ph + p;
+        const T* w = wy.weights(m, p);
+        for (int64_t t = 0; t < wy.n[k]; ++t) {
+          T* row = rows.data() + (wy.lo[k] + t - i0) * pw * nc;
+          const T wt = w[t] * g.inv_area;
+          for (int64_t q = 0; q < pw; ++q) axpy(row + q * nc, gm + (p * pw + q) * C, wt, nc);
+        }
+      }
+      // dF[i0 + r][j][c] += sum_q rows[r][q][c] Kx[q][j]
+      for (int64_t r = 0; r < nrows; ++r) {
+        T* d = dimage + (i0 + r) * width * C;
+        for (int64_t q = 0; q < pw; ++q) {
+          const int64_t k = m * pw + q;
+          const T* u = rows.data() + (r * pw + q) * nc;
+          const T* w = wx.weights(m, q);
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(d + (wx.lo[k] + t) * C, u, w[t], nc);
+        }
+      }
+    }
+  });
+}
+
+// d loss / d rois. Parallel over RoIs; each RoI sums over its channels (spec §2.3). The line
+// integrals along the PW+1 vertical and PH+1 horizontal bin edges are shared by adjacent bins.
+template <typename T>
+void rois_grad_impl(
+    const T* grad, const T* input, const T* output, const std::vector<RoiGeometry<T>>& geo,
+    const AxisWeights<T>& wx, const AxisWeights<T>& wy, T* grad_rois, int64_t channels,
+    int64_t height, int64_t width, T scale, int64_t ph, int64_t pw) {
+  const int64_t num_rois = static_cast<int64_t>(geo.size());
+  const int64_t C = channels;
+  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> colv, rowv, vert, horz;
+    std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
+    std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
+    for (int64_t m = begin; m < end; ++m) {
+      T* dr = grad_rois + 5 * m;
+      const RoiGeometry<T>& g = geo[m];
+      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      const T* image = input + g.batch * height * width * C;
+      const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+      const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
+      for (int64_t e = 0; e <= pw; ++e) xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
+      for (int64_t e = 0; e <= ph; ++e) yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
+      // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
+      colv.assign(nrows * (pw + 1) * C, T(0));
+      for (int64_t r = 0; r < nrows; ++r) {
+        const T* f = image + (i0 + r) * width * C;
+        for (int64_t e = 0; e <= pw; ++e) {
+          T* cv = colv.data() + (r * (pw + 1) + e) * C;
+          axpy(cv, f + xt[e].j0 * C, xt[e].w0, C);
+          axpy(cv, f + xt[e].j1 * C, xt[e].w1, C);
+        }
+      }
+      // vert[p][e][c] = integral of f(x_e, y) over bin row p.
+      vert.assign(ph * (pw + 1) * C, T(0));
+      for (int64_t p = 0; p < ph; ++p) {
+        const int64_t k = m * ph + p;
+        const T* w = wy.weights(m, p);
+        for (int64_t t = 0; t < wy.n[k]; ++t) {
+          axpy(vert.data() + p * (pw + 1) * C, colv.data() + (wy.lo[k] + t - i0) * (pw + 1) * C,
+               w[t], (pw + 1) * C);
+        }
+      }
+      // rowv[e][j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
+      rowv.assign((ph + 1) * ncols * C, T(0));
+      horz.assign((ph + 1) * pw * C, T(0));
+      for (int64_t e = 0; e <= ph; ++e) {
+        T* rv = rowv.data() + e * ncols * C;
+        axpy(rv, image + (yt[e].j0 * width + j0) * C, yt[e].w0, ncols * C);
+        axpy(rv, image + (yt[e].j1 * width + j0) * C, yt[e].w1, ncols * C);
+        for (int64_t q = 0; q < pw; ++q) {
+          const int64_t k = m * pw + q;
+          const T* w = wx.weights(m, q);
+          T* h = horz.data() + (e * pw + q) * C;
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(h, rv + (wx.lo[k] + t - j0) * C, w[t], C);
+        }
+      }
+      std::fill(dax.begin(), dax.end(), T(0));
+      std::fill(dbx.begin(), dbx.end(), T(0));
+      std::fill(day.begin(), day.end(), T(0));
+      std::fill(dby.begin(), dby.end(), T(0));
+      for (int64_t p = 0; p < ph; ++p) {
+        for (int64_t q = 0; q < pw; ++q) {
+          const T* go = grad + ((m * ph + p) * pw + q) * C;
+          const T* out = output + ((m * ph + p) * pw + q) * C;
+          const T* left = vert.data() + (p * (pw + 1) + q) * C;
+          const T* right = left + C;
+          const T* top = horz.data() + (p * pw + q) * C;
+          const T* bottom = horz.data() + ((p + 1) * pw + q) * C;
+          T sax = T(0), sbx = T(0), say = T(0), sby = T(0);
+          for (int64_t c = 0; c < C; ++c) {
+            const EdgeGrads<T> d = bin_edge_grads(
+                out[c], left[c], right[c], top[c], bottom[c], g.bw, g.bh, g.inv_area);
+            sax += go[c] * d.ax;
+            sbx += go[c] * d.bx;
+            say += go[c] * d.ay;
+            sby += go[c] * d.by;
+          }
+          dax[q] += sax;
+          dbx[q] += sbx;
+          day[p] += say;
+          dby[p] += sby;
+        }
+      }
+      T d1 = T(0), d2 = T(0), d3 = T(0), d4 = T(0);
+      for (int64_t q = 0; q < pw; ++q) edges_to_corners(dax[q], dbx[q], q, pw, &d1, &d3);
+      for (int64_t p = 0; p < ph; ++p) edges_to_corners(day[p], dby[p], p, ph, &d2, &d4);
+      dr[1] = d1 * scale;
+      dr[2] = d2 * scale;
+      dr[3] = d3 * scale;
+      dr[4] = d4 * scale;
+    }
+  });
+}
+
+// (K, C, PH, PW) or (N, C, H, W) -> a contiguous channels-last copy (free if already so).
+at::Tensor channels_last(const at::Tensor& t) {
+  return t.permute({0, 2, 3, 1}).contiguous();
+}
+
+at::Tensor prroi_pool_forward_cpu(
+    const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
+    int64_t pooled_width, bool aligned) {
+  check_inputs(input, rois, pooled_height, pooled_width);
+  const int64_t num_rois = rois.size(0), channels = input.size(1);
+  if (num_rois == 0 || input.numel() == 0) {
+    return at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
+  }
+  const at::Tensor in = channels_last(input), r = rois.contiguous();
+  at::Tensor out = at::zeros({num_rois, pooled_height, pooled_width, channels}, input.options());
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_forward_cpu", [&] {
+    using T = scalar_t;
+    const auto geo = geometries(
+        r.data_ptr<T>(), num_rois, input.size(0), static_cast<T>(spatial_scale), pooled_height,
+        pooled_width, aligned);
+    const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
+    const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
+    forward_impl<T>(
+        in.data_ptr<T>(), geo, wx, wy, out.data_ptr<T>(), channels, input.size(2), input.size(3),
+        pooled_height, pooled_width);
+  });
+  return out.permute({0, 3, 1, 2}).contiguous();
+}
+
+std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
+    const at::Tensor& output, double spatial_scale, int64_t pooled_height, int64_t pooled_width,
+    bool aligned) {
+  check_inputs(input, rois, pooled_height, pooled_width);
+  const int64_t num_rois = rois.size(0), channels = input.size(1);
+  check_grad(grad, input, num_rois, pooled_height, pooled_width, "grad");
+  check_grad(output, input, num_rois, pooled_height, pooled_width, "output");
+  at::Tensor grad_rois = at::zeros_like(rois, at::MemoryFormat::Contiguous);
+  if (num_rois == 0 || input.numel() == 0) {
+    return {at::zeros_like(input, at::MemoryFormat::Contiguous), grad_rois};
+  }
+  const at::Tensor in = channels_last(input), r = rois.contiguous();
+  const at::Tensor g = channels_last(grad), out = channels_last(output);
+  at::Tensor grad_in = at::zeros_like(in);  // (N, H, W, C)
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
+    using T = scalar_t;
+    const T scale = static_cast<T>(spatial_scale);
+    const auto geo = geometries(
+        r.data_ptr<T>(), num_rois, input.size(0), scale, pooled_height, pooled_width, aligned);
+    const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
+    const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
+    input_grad_impl<T>(
+        g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), channels, input.size(2),
+        input.size(3), pooled_height, pooled_width);
+    rois_grad_impl<T>(
+        g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
+        grad_rois.data_ptr<T>(), channels, input.size(2), input.size(3), scale, pooled_height,
+        pooled_width);
+  });
+  return {grad_in.permute({0, 3, 1, 2}).contiguous(), grad_rois};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(d2_boxunc, CPU, m) {
+  m.impl("prroi_pool", &prroi_pool_forward_cpu);
+  m.impl("_prroi_pool_backward", &prroi_pool_backward_cpu);
+}
+
+}  // namespace prroi
+}  // namespace d2_boxunc
