@@ -50,12 +50,13 @@ cuda-check: setup
 	if [ -z "$$files" ]; then echo "cuda-check: no .cu files"; exit 0; fi; \
 	inc=$$($(PY) -c "from torch.utils.cpp_extension import include_paths; print(' '.join('-I'+p for p in include_paths()))"); \
 	pyinc=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['include'])"); \
+	wheelinc=$$($(PY) -c "import glob, os, sysconfig; print(' '.join('-I' + p for p in glob.glob(os.path.join(sysconfig.get_paths()['purelib'], 'nvidia', '*', 'include'))))"); \
 	abi=$$($(PY) -c "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"); \
 	out=$$(mktemp -d); status=0; \
 	for f in $$files; do \
 	  echo "nvcc sm_90: $$f"; \
 	  $(NVCC) -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -DWITH_CUDA \
-	    -D_GLIBCXX_USE_CXX11_ABI=$$abi -Icsrc $$inc -I$$pyinc -c $$f -o $$out/$$(basename $$f).o || status=1; \
+	    -D_GLIBCXX_USE_CXX11_ABI=$$abi -Icsrc $$inc -I$$pyinc $$wheelinc -c $$f -o $$out/$$(basename $$f).o || status=1; \
 	done; rm -rf $$out; \
 	if [ $$status -eq 0 ]; then echo "cuda-check: all .cu files compile for sm_90"; fi; exit $$status
 
