@@ -54,7 +54,7 @@ cuda-check: setup
 	out=$$(mktemp -d); status=0; \
 	for f in $$files; do \
 	  echo "nvcc sm_90: $$f"; \
-	  $(NVCC) -std=c++17 -arch=sm_90 --expt-relaxed-constexpr -DWITH_CUDA \
+	  $(NVCC) -std=c++20 -arch=sm_90 --expt-relaxed-constexpr -DWITH_CUDA \
 	    -D_GLIBCXX_USE_CXX11_ABI=$$abi -Icsrc $$inc -I$$pyinc -c $$f -o $$out/$$(basename $$f).o || status=1; \
 	done; rm -rf $$out; \
 	if [ $$status -eq 0 ]; then echo "cuda-check: all .cu files compile for sm_90"; fi; exit $$status

@@ -51,7 +51,7 @@ def get_extensions() -> list:
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
 
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    extra = {"cxx": opt + ["-std=c++17"]}
+    extra = {"cxx": opt + ["-std=c++20"]}
     define_macros = []
     sources = cpp
     ext_class = CppExtension
@@ -60,7 +60,7 @@ def get_extensions() -> list:
         sources = cpp + cu
         define_macros.append(("WITH_CUDA", None))
         nvcc = ["-O0", "-g", "-lineinfo"] if debug else ["-O3"]
-        nvcc += ["--expt-relaxed-constexpr", "-std=c++17"]
+        nvcc += ["--expt-relaxed-constexpr", "-std=c++20"]
         nvcc += os.getenv("NVCC_FLAGS", "").split()
         extra["nvcc"] = nvcc
 
