@@ -1,1 +1,22 @@
 """Compiled ops and their Python wrappers."""
+
+from d2_boxunc.layers import _nms_fakes  # noqa: F401  (fake kernels of the compiled NMS ops)
+from d2_boxunc.layers.nms import (
+    batched_iou_guided_nms,
+    batched_kl_nms,
+    batched_soft_nms,
+    iou_guided_nms,
+    kl_nms,
+    soft_nms,
+    var_voting,
+)
+
+__all__ = [
+    "batched_iou_guided_nms",
+    "batched_kl_nms",
+    "batched_soft_nms",
+    "iou_guided_nms",
+    "kl_nms",
+    "soft_nms",
+    "var_voting",
+]
