@@ -175,7 +175,9 @@ def _per_class(fn, idxs: Tensor, merge_key: Tensor | None, *per_box: Tensor | No
     return tuple(t[order] for t in cat)
 
 
-def batched_soft_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, **kwargs) -> tuple[Tensor, Tensor]:
+def batched_soft_nms(
+    boxes: Tensor, scores: Tensor, idxs: Tensor, **kwargs
+) -> tuple[Tensor, Tensor]:
     return _per_class(soft_nms, idxs, None, boxes, scores, **kwargs)
 
 
