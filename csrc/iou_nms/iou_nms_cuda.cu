@@ -29,8 +29,8 @@ __global__ void iou_mask_kernel(
   const int64_t row_block = blockIdx.y;
   const int64_t col_block = blockIdx.x;
   if (row_block > col_block) return;  // only j > i is ever read
-  const int row_size = static_cast<int>(min<int64_t>(n - row_block * kBlock, kBlock));
-  const int col_size = static_cast<int>(min<int64_t>(n - col_block * kBlock, kBlock));
+  const int row_size = static_cast<int>(box_min<int64_t>(n - row_block * kBlock, kBlock));
+  const int col_size = static_cast<int>(box_min<int64_t>(n - col_block * kBlock, kBlock));
 
   __shared__ T col_boxes[kBlock * 5];
   __shared__ int64_t col_cls[kBlock];
