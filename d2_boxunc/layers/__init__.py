@@ -1,3 +1,25 @@
 """Compiled ops and their Python wrappers."""
 
-from d2_boxunc.layers.prroi_pool import PrRoIPool, prroi_pool  # noqa: F401
+from d2_boxunc.layers import _nms_fakes  # noqa: F401  (fake kernels of the compiled NMS ops)
+from d2_boxunc.layers.nms import (
+    batched_iou_guided_nms,
+    batched_kl_nms,
+    batched_soft_nms,
+    iou_guided_nms,
+    kl_nms,
+    soft_nms,
+    var_voting,
+)
+from d2_boxunc.layers.prroi_pool import PrRoIPool, prroi_pool
+
+__all__ = [
+    "PrRoIPool",
+    "batched_iou_guided_nms",
+    "batched_kl_nms",
+    "batched_soft_nms",
+    "iou_guided_nms",
+    "kl_nms",
+    "prroi_pool",
+    "soft_nms",
+    "var_voting",
+]

@@ -1,3 +1,23 @@
-"""Pure-PyTorch reference implementations of the compiled ops (oracles for tests, slow fallbacks)."""
+"""Slow pure-PyTorch versions of the compiled ops: test oracles and (PrRoIPool) a CPU fallback."""
 
-from .prroi_pool import prroi_pool  # noqa: F401
+from .nms import (
+    batched_iou_guided_nms,
+    batched_kl_nms,
+    batched_soft_nms,
+    iou_guided_nms,
+    kl_nms,
+    soft_nms,
+    var_voting,
+)
+from .prroi_pool import prroi_pool
+
+__all__ = [
+    "batched_iou_guided_nms",
+    "batched_kl_nms",
+    "batched_soft_nms",
+    "iou_guided_nms",
+    "kl_nms",
+    "prroi_pool",
+    "soft_nms",
+    "var_voting",
+]

@@ -1,0 +1,66 @@
+// Box helpers shared by the CPU and CUDA kernels, so both devices compute bit-identical IoUs.
+// Boxes are (x1, y1, x2, y2) with no "+1": width = x2 - x1. Inverted boxes have area 0.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define HOST_DEVICE __host__ __device__
+#else
+#define HOST_DEVICE
+#endif
+
+namespace d2_boxunc {
+
+template <typename T>
+HOST_DEVICE inline T box_min(T a, T b) {
+  return a < b ? a : b;
+}
+
+template <typename T>
+HOST_DEVICE inline T box_max(T a, T b) {
+  return a < b ? b : a;
+}
+
+template <typename T>
+HOST_DEVICE inline T box_area(T x1, T y1, T x2, T y2) {
+  const T w = x2 - x1;
+  const T h = y2 - y1;
+  return (w > T(0) && h > T(0)) ? w * h : T(0);
+}
+
+// IoU of a and b given their precomputed areas. Evaluated as inter / ((area_a + area_b) - inter),
+// the same order as the PyTorch references; returns 0 when the boxes do not overlap or the union
+// is empty.
+template <typename T>
+HOST_DEVICE inline T box_iou(
+    T ax1, T ay1, T ax2, T ay2, T area_a, T bx1, T by1, T bx2, T by2, T area_b) {
+  const T iw = box_min(ax2, bx2) - box_max(ax1, bx1);
+  if (!(iw > T(0))) return T(0);
+  const T ih = box_min(ay2, by2) - box_max(ay1, by1);
+  if (!(ih > T(0))) return T(0);
+  const T inter = iw * ih;
+  const T uni = area_a + area_b - inter;
+  return uni > T(0) ? inter / uni : T(0);
+}
+
+}  // namespace d2_boxunc
+
+#include <math.h>
+
+namespace d2_boxunc {
+
+HOST_DEVICE inline float box_exp(float x) {
+  return expf(x);
+}
+
+HOST_DEVICE inline double box_exp(double x) {
+  return exp(x);
+}
+
+// Log of the IoU-closeness weight of KL-Loss variance voting (He et al., CVPR 2019, Eq. 11):
+// log p = -(1 - IoU)^2 / sigma_t.
+template <typename T>
+HOST_DEVICE inline T vote_log_p(T iou, T sigma_t) {
+  return -((T(1) - iou) * (T(1) - iou)) / sigma_t;
+}
+
+}  // namespace d2_boxunc
