@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 import numpy as np
 import torch
@@ -76,4 +77,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     main()

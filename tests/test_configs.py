@@ -31,17 +31,16 @@ def _images(n=2, size=64):
 
 
 def _targets(batch):
-    from detectron2.structures import Boxes, Instances
+    from detectron2.structures import Boxes, Instances, PolygonMasks
 
     for i, b in enumerate(batch):
         h, w = b["image"].shape[1:]
         inst = Instances((h, w))
-        if i == 0:  # one image with two objects, one without any
-            inst.gt_boxes = Boxes(torch.tensor([[5.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 30.0]]))
-            inst.gt_classes = torch.tensor([1, 3])
-        else:
-            inst.gt_boxes = Boxes(torch.zeros(0, 4))
-            inst.gt_classes = torch.zeros(0, dtype=torch.long)
+        # one image with two objects, one without any
+        boxes = [[5.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 30.0]] if i == 0 else []
+        inst.gt_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
+        inst.gt_classes = torch.tensor([1, 3][: len(boxes)], dtype=torch.long)
+        inst.gt_masks = PolygonMasks([[[x1, y1, x2, y1, x2, y2, x1, y2]] for x1, y1, x2, y2 in boxes])
         b["instances"] = inst
     return batch
 
@@ -50,9 +49,7 @@ def test_configs_found():
     assert "configs/Baselines/faster_rcnn_R_50_FPN_1x.py" in CONFIGS
 
 
-@pytest.mark.parametrize("path", CONFIGS)
-def test_config_loads_and_trains_on_cpu(path):
-    cfg = LazyConfig.load(os.path.join(ROOT, path))
+def _check_trains_on_cpu(cfg, path):
     for key in ("model", "dataloader", "optimizer", "lr_multiplier", "train"):
         assert key in cfg, f"{path} lacks top-level '{key}'"
     instantiate(cfg.lr_multiplier)  # the paper schedule is well formed
@@ -73,6 +70,22 @@ def test_config_loads_and_trains_on_cpu(path):
     with torch.no_grad():
         out = model(_images())
     assert len(out) == 2 and all("instances" in o for o in out)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_config_loads_and_trains_on_cpu(path):
+    _check_trains_on_cpu(LazyConfig.load(os.path.join(ROOT, path)), path)
+
+
+@pytest.mark.parametrize(
+    "zoo_path",
+    ["COCO-Detection/retinanet_R_50_FPN_1x.py", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py"],
+)
+def test_switch_handles_other_architectures(zoo_path):
+    """The switch is generic: detectron2's own RetinaNet and Mask R-CNN configs shrink too."""
+    from detectron2.model_zoo import get_config
+
+    _check_trains_on_cpu(get_config(zoo_path), zoo_path)
 
 
 def test_synthetic_switch_keeps_overridable_schedule():
