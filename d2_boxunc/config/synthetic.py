@@ -215,8 +215,8 @@ def to_synthetic(cfg: DictConfig, max_iter: int = MAX_ITER) -> DictConfig:
     model = cfg.model
     if "pixel_std" in model:  # trained from scratch: normalise inputs to unit scale
         model.pixel_std = [57.375, 57.120, 58.395]
-    _small_backbone(model)
     _shrink_widths(model)
+    _small_backbone(model)  # after shrinking: the P6 block's input width is res5's, not the FPN's
     _set_num_classes(model, len(CLASS_NAMES))
     _small_anchors(model)
     _small_sampling(model)
