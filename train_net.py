@@ -17,15 +17,12 @@ import json
 import logging
 import os
 import sys
-import warnings
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
-
-import d2_boxunc  # noqa: E402,F401  (fills registries before any config is built)
-from d2_boxunc.config.cli import ConfigError, check_datasets, load_config  # noqa: E402
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import LazyConfig, instantiate  # noqa: E402
-from detectron2.engine import (  # noqa: E402
+import d2_boxunc  # noqa: F401  (fills registries before any config is built)
+from d2_boxunc.config.cli import ConfigError, check_datasets, load_config
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import instantiate
+from detectron2.engine import (
     AMPTrainer,
     SimpleTrainer,
     default_argument_parser,
@@ -34,9 +31,9 @@ from detectron2.engine import (  # noqa: E402
     hooks,
     launch,
 )
-from detectron2.engine.defaults import create_ddp_model  # noqa: E402
-from detectron2.evaluation import inference_on_dataset, print_csv_format  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
 
 logger = logging.getLogger("d2_boxunc")
 

@@ -12,7 +12,6 @@ end and written to ``output/demo/results.md``.
 from __future__ import annotations
 
 import argparse
-import warnings
 import json
 import os
 import subprocess
@@ -148,5 +147,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     main()

@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import warnings
 
 import numpy as np
 import torch
 
-from detectron2.config import LazyConfig, instantiate
+from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import Visualizer
@@ -77,5 +76,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     main()

@@ -1,15 +1,12 @@
-"""Shared pytest set-up: CUDA marks, RNG isolation, quiet detectron2 imports."""
+"""Shared pytest set-up: CUDA marks and RNG isolation."""
 
 import random
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
-warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
-
-import d2_boxunc  # noqa: E402,F401  (fills registries, registers datasets)
+import d2_boxunc  # noqa: F401  (fills registries, registers datasets)
 
 
 def pytest_collection_modifyitems(config, items):
