@@ -17,7 +17,6 @@ from d2_boxunc.layers import (
 from d2_boxunc.layers import _reference as ref
 from tests.conftest import cpu_and_cuda
 
-pytestmark = pytest.mark.skipif(not _extension.has_ops(), reason="d2_boxunc._C is not built")
 
 SEEDS = range(9)
 DTYPES = (torch.float32, torch.float64)
