@@ -14,7 +14,7 @@ What changes, and why it is generic:
 - every ``num_classes`` becomes the synthetic class count;
 - anchors fit objects of 30-160 px, inputs are ~256 px, sampling counts are reduced;
 - data: ``boxunc_synth_train`` / ``boxunc_synth_val``, COCO evaluation with the Python COCOeval;
-- schedule: :data:`MAX_ITER` iterations of SGD with warm-up and two steps, on ``train.device="cpu"``.
+- schedule: :data:`MAX_ITER` iterations of AdamW (lr 1e-3) with warm-up and two steps, on ``train.device="cpu"``.
 """
 
 from __future__ import annotations
