@@ -14,4 +14,5 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated"
 from d2_boxunc import _extension  # noqa: E402,F401  (loads d2_boxunc._C when built)
 from d2_boxunc import data  # noqa: E402,F401  (registers boxunc_synth_{train,val})
 from d2_boxunc import layers  # noqa: E402,F401
+from d2_boxunc import losses  # noqa: E402,F401
 from d2_boxunc import modeling  # noqa: E402,F401  (registry side effects)

@@ -1,3 +1,4 @@
 """Models: detectron2 components registered by d2_boxunc (imported for their registry side effects)."""
 
+from d2_boxunc.modeling import meta_arch, roi_heads  # noqa: F401
 from d2_boxunc.modeling.backbone import make_small_resnet_stages  # noqa: F401

@@ -1,0 +1,3 @@
+"""Dataset evaluators (detectron2 ``DatasetEvaluator``s) for localisation quality."""
+
+__all__: list[str] = []

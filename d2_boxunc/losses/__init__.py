@@ -1,0 +1,7 @@
+"""Pure loss functions (no module state), shared by the ROI heads, the RPN and RetinaNet.
+
+Each takes a ``reduction`` argument (``"none"``, ``"sum"`` or ``"mean"``) and computes in float32
+or higher whatever the input dtype.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""ROI heads and box predictors (registered in detectron2's registries on import)."""
