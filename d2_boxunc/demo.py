@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from tabulate import tabulate
 
@@ -42,12 +43,37 @@ class Method:
     label: str
     overrides: list[str] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
+    # after training: (model, cfg, output_dir) -> lines for the summary (pictures, statistics)
+    report: Callable | None = None
 
 
+def kl_report(model, cfg, out: str) -> list[str]:
+    """KL-Loss: does the predicted sigma track the error, and is it larger on blurred edges?"""
+    from detectron2.data import DatasetCatalog
+
+    from d2_boxunc.evaluation.sigma_report import predict_dataset, sigma_report
+
+    dicts = DatasetCatalog.get(cfg.dataloader.test.dataset.names)
+    report = sigma_report(predict_dataset(model, cfg, dicts))
+    with open(os.path.join(out, "sigma_report.json"), "w") as f:
+        json.dump(report.as_dict(), f, indent=2)
+    return [f"KL-Loss: {line}" for line in report.lines()]
+
+
+KL = "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x"
 METHODS: dict[str, Method] = {
     "baseline": Method(
         config="configs/Baselines/faster_rcnn_R_50_FPN_1x.py",
         label="Faster R-CNN (baseline)",
+    ),
+    "kl": Method(
+        config=f"{KL}.py",
+        label="+ KL-Loss",
+        variants=[
+            Variant("+ KL-Loss + var voting", config=f"{KL}_varvote.py"),
+            Variant("+ KL-Loss + var voting + soft-NMS", config=f"{KL}_varvote_softnms.py"),
+        ],
+        report=kl_report,
     ),
 }
 
@@ -71,8 +97,8 @@ def _results(output_dir: str) -> dict:
         return json.load(f)["bbox"]
 
 
-def run_method(name: str, method: Method, root: str, max_iter: int | None) -> list[list]:
-    """Train ``method``, evaluate its variants; return table rows."""
+def run_method(name: str, method: Method, root: str, max_iter: int | None) -> tuple[list, list]:
+    """Train ``method``, evaluate its variants; return table rows and report lines."""
     out = os.path.join(root, name)
     os.makedirs(out, exist_ok=True)
     common = ["--synthetic"] + ([f"train.max_iter={max_iter}"] if max_iter else [])
@@ -95,19 +121,24 @@ def run_method(name: str, method: Method, root: str, max_iter: int | None) -> li
             os.path.join(vout + ".log"),
         )
         rows.append([v.label, *(_results(vout)[m] for m in METRICS), "(same ckpt)"])
-    _save_picture(method, out, checkpoint)
-    return rows
+    from d2_boxunc.visualize import load_model
+
+    model, cfg = load_model(os.path.join(REPO, method.config), checkpoint, method.overrides)
+    _save_picture(model, cfg, out)
+    notes = method.report(model, cfg, out) if method.report else []
+    for line in notes:
+        print(f"[demo] {line}", flush=True)
+    return rows, notes
 
 
-def _save_picture(method: Method, out: str, checkpoint: str, num_images: int = 4) -> None:
+def _save_picture(model, cfg, out: str, num_images: int = 4) -> None:
     """Draw the trained model's detections on a few validation images with detectron2's Visualizer."""
     from PIL import Image
 
     from detectron2.data import DatasetCatalog
 
-    from d2_boxunc.visualize import draw_panels, load_model
+    from d2_boxunc.visualize import draw_panels
 
-    model, cfg = load_model(os.path.join(REPO, method.config), checkpoint, method.overrides)
     dicts = DatasetCatalog.get(cfg.dataloader.test.dataset.names)[:num_images]
     path = os.path.join(out, "detections.png")
     Image.fromarray(draw_panels(model, cfg, dicts)).save(path)
@@ -133,16 +164,20 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.time()
     for split, cfg in SPLITS.items():
         print(f"[demo] dataset {split}: {ensure_generated(split, cfg)}", flush=True)
-    rows = []
+    rows, notes = [], []
     for name in names:
-        rows += run_method(name, METHODS[name], args.output, args.max_iter)
+        method_rows, method_notes = run_method(name, METHODS[name], args.output, args.max_iter)
+        rows += method_rows
+        notes += method_notes
     table = tabulate(
         rows, headers=["method", *METRICS, "train min"], floatfmt=".1f", tablefmt="github"
     )
     print("\nBox AP on boxunc_synth_val (COCO metrics, CPU-trained, synthetic switch):\n")
     print(table)
+    if notes:
+        print("\n" + "\n".join(notes))
     with open(os.path.join(args.output, "results.md"), "w") as f:
-        f.write(table + "\n")
+        f.write(table + "\n" + "".join(f"\n- {line}" for line in notes) + "\n")
     print(f"\n[demo] outputs in {args.output} (total {(time.time() - t0) / 60:.1f} min)")
 
 

@@ -73,8 +73,11 @@ def _check_trains_on_cpu(cfg, path):
 
 
 @pytest.mark.parametrize("path", CONFIGS)
-def test_config_loads_and_trains_on_cpu(path):
-    _check_trains_on_cpu(LazyConfig.load(os.path.join(ROOT, path)), path)
+def test_config_loads_and_trains_on_cpu(path, tmp_path):
+    cfg = LazyConfig.load(os.path.join(ROOT, path))
+    # train_net saves the resolved config to the output dir: every interpolation must resolve
+    LazyConfig.save(cfg, str(tmp_path / "config.yaml"))
+    _check_trains_on_cpu(cfg, path)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,20 @@ def add_boxunc_config(cfg: CN) -> CN:
 
 # ---- KL-Loss (d2_boxunc.modeling.roi_heads.kl_fast_rcnn) -------------------------------------
 def _add_kl_config(cfg: CN) -> None:
-    pass
+    """``MODEL.ROI_HEADS.NAME: KLROIHeads`` reads these (ALGORITHMS.md §1, paper defaults)."""
+    kl = cfg.MODEL.ROI_BOX_HEAD.KL = CN()
+    kl.BBOX_REG_WEIGHTS = (10.0, 10.0, 10.0, 10.0)  # corner-delta coder, x10 on all coordinates
+    kl.DELTA_CLAMP = 1000.0 / 16  # |t / w| clamp when decoding
+    kl.LOGVAR_INIT_STD = 1e-4
+    kl.SMOOTH_L1_BETA = 1.0  # 0.0: L1 (cxliu0's setting)
+    kl.ALPHA_CLAMP = []  # [lo, hi]: straight-through clamp of alpha in the loss; [] = off
+    kl.NMS_METHOD = "hard"  # "hard" | "soft" (Gaussian)
+    kl.VAR_VOTING = False
+    kl.SIGMA_T = 0.02
+    kl.VOTE_IOU_THRESH = 0.0
+    kl.SOFT_NMS_SIGMA = 0.5
+    kl.PRUNE_THRESH = 0.001
+    kl.VARIANCE_SPACE = "delta"  # "delta" | "pixel"
 
 
 # ---- IoU / GIoU / ln-IoU losses (d2_boxunc.modeling.roi_heads.iou_loss_fast_rcnn, .rpn) -------

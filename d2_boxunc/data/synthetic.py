@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFilter
 logger = logging.getLogger(__name__)
 
 # Bump when the drawing code changes, so cached datasets are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 CLASS_NAMES = ["rectangle", "ellipse", "triangle", "star"]
 
 
@@ -53,6 +53,7 @@ class SyntheticConfig:
     min_object_frac: float = 0.12  # object size as a fraction of the shorter image side
     max_object_frac: float = 0.5
     blur_frac: float = 0.3  # fraction of objects drawn with blurred edges
+    blur_rel: tuple[float, float] = (0.04, 0.08)  # Gaussian blur sigma, as a fraction of size
     low_contrast_frac: float = 0.15  # fraction of objects drawn with low contrast
     max_occlusion: float = 0.4  # max fraction of an object's area covered by later objects
     num_distractors: int = 12  # background clutter strokes per image
@@ -204,7 +205,7 @@ def _draw_image(rng: np.random.Generator, cfg: SyntheticConfig):
             continue
         blurred = bool(rng.random() < cfg.blur_frac)
         low_contrast = bool(rng.random() < cfg.low_contrast_frac)
-        radius = rng.uniform(1.5, 3.5) * max(1.0, size / 80) if blurred else 0.0
+        radius = rng.uniform(*cfg.blur_rel) * size if blurred else 0.0
         pad = int(math.ceil(3 * radius)) + 1
         px1, py1 = max(wx1 - pad, 0), max(wy1 - pad, 0)
         px2, py2 = min(wx2 + pad, w), min(wy2 + pad, h)

@@ -4,4 +4,6 @@ Each takes a ``reduction`` argument (``"none"``, ``"sum"`` or ``"mean"``) and co
 or higher whatever the input dtype.
 """
 
-__all__: list[str] = []
+from d2_boxunc.losses.kl_loss import kl_loss
+
+__all__ = ["kl_loss"]

@@ -1,0 +1,12 @@
+"""K2 (eval-only of K1): variance voting with hard NMS 0.5, sigma_t 0.02, voters = remaining
+boxes with IoU > 0.  Paper 38.8 box AP; cxliu0 39.8.
+
+    train_net.py --config-file configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x_varvote.py --eval-only \\
+        train.init_checkpoint=output/kl_faster_rcnn_R_50_FPN_2x/model_final.pth
+"""
+
+from .kl_faster_rcnn_R_50_FPN_2x import dataloader, lr_multiplier, model, optimizer, train
+
+model.roi_heads.box_predictor.test_var_voting = True
+model.roi_heads.box_predictor.test_nms_method = "hard"
+train.output_dir = "./output/kl_faster_rcnn_R_50_FPN_2x_varvote"

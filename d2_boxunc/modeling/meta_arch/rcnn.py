@@ -1,0 +1,37 @@
+"""R-CNN meta-architecture whose post-processing also rescales per-box uncertainty fields."""
+
+from __future__ import annotations
+
+import torch
+
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling.postprocessing import detector_postprocess
+
+__all__ = ["BoxUncRCNN"]
+
+
+@META_ARCH_REGISTRY.register()
+class BoxUncRCNN(GeneralizedRCNN):
+    """``GeneralizedRCNN`` for heads that output ``pred_boxes_std`` (per-coordinate std in pixels).
+
+    detectron2's ``detector_postprocess`` rescales ``pred_boxes`` from the network's input size to
+    the original image size but leaves other fields alone; this class scales ``pred_boxes_std`` by
+    the same factors so that it stays in the pixels of the returned boxes. Everything else is
+    ``GeneralizedRCNN`` (yacs: ``MODEL.META_ARCHITECTURE: BoxUncRCNN``).
+    """
+
+    def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):
+        results = super().inference(batched_inputs, detected_instances, do_postprocess=False)
+        if not do_postprocess:
+            return results
+        processed = []
+        for r, inputs in zip(results, batched_inputs):
+            height = inputs.get("height", r.image_size[0])
+            width = inputs.get("width", r.image_size[1])
+            if r.has("pred_boxes_std"):
+                sx, sy = float(width) / r.image_size[1], float(height) / r.image_size[0]
+                scale = torch.tensor([sx, sy, sx, sy], dtype=r.pred_boxes_std.dtype,
+                                     device=r.pred_boxes_std.device)  # fmt: skip
+                r.pred_boxes_std = r.pred_boxes_std * scale
+            processed.append({"instances": detector_postprocess(r, height, width)})
+        return processed
