@@ -2,9 +2,11 @@
 
 Images show textured shapes (rectangles, ellipses, triangles, stars) on cluttered backgrounds,
 with scale variation, partial occlusion and, on a fraction of the objects, blurred or low-contrast
-edges.  Every ground-truth box and polygon comes from the drawing itself, so it is exact: the box
-of a blurred object is the box of the shape before blurring, which is what makes its boundary
-genuinely ambiguous in the image (the signal KL-Loss's variance and IoU-Net's IoU should pick up).
+edges.  Every polygon comes from the drawing itself.  So does every box, except on blurred objects:
+there, as human annotators disagree on soft boundaries, each edge of the box is the shape's edge
+moved by Gaussian noise as wide as the blur (``edge_noise`` times the blur sigma).  Blurred objects
+thus have ambiguous boundaries both in the image and in their labels: the label ambiguity that
+KL-Loss's variance models and IoU-Net's predicted IoU should pick up.
 
 Boxes and polygons are *amodal* (the whole shape), and occluders may cover at most
 ``max_occlusion`` of an object's pixels, so every object stays mostly visible.
@@ -36,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFilter
 logger = logging.getLogger(__name__)
 
 # Bump when the drawing code changes, so cached datasets are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 CLASS_NAMES = ["rectangle", "ellipse", "triangle", "star"]
 
 
@@ -54,6 +56,7 @@ class SyntheticConfig:
     max_object_frac: float = 0.5
     blur_frac: float = 0.3  # fraction of objects drawn with blurred edges
     blur_rel: tuple[float, float] = (0.04, 0.08)  # Gaussian blur sigma, as a fraction of size
+    edge_noise: float = 1.0  # std of the box-edge label noise on blurred objects / blur sigma
     low_contrast_frac: float = 0.15  # fraction of objects drawn with low contrast
     max_occlusion: float = 0.4  # max fraction of an object's area covered by later objects
     num_distractors: int = 12  # background clutter strokes per image
@@ -167,7 +170,7 @@ def _draw_image(rng: np.random.Generator, cfg: SyntheticConfig):
     h = int(rng.integers(cfg.min_size, cfg.max_size + 1))
     canvas = np.asarray(_background(rng, h, w, cfg.num_distractors)).astype(np.float32)
     short = min(h, w)
-    objects = []  # (poly, class, blurred, low_contrast, area in pixels)
+    objects = []  # (poly, class, blurred, low_contrast, area in pixels, blur sigma)
     occupied = np.zeros((h, w), dtype=np.int32)  # index+1 of the object visible at each pixel
     n_obj = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     for _ in range(n_obj):
@@ -193,7 +196,7 @@ def _draw_image(rng: np.random.Generator, cfg: SyntheticConfig):
             # Reject a placement that would hide too much of an earlier object.
             window = occupied[wy1:wy2, wx1:wx2]
             ok = True
-            for j, (_, _, _, _, area_j) in enumerate(objects):
+            for j, (_, _, _, _, area_j, _) in enumerate(objects):
                 covered = int((mask & (window == j + 1)).sum())
                 visible = int((occupied == j + 1).sum())
                 if covered > cfg.max_occlusion * area_j or visible - covered < 0.5 * area_j:
@@ -223,14 +226,19 @@ def _draw_image(rng: np.random.Generator, cfg: SyntheticConfig):
         alpha = np.asarray(alpha_img).astype(np.float32)[..., None] / 255.0
         canvas[py1:py2, px1:px2] = region * (1 - alpha) + tex * alpha
         occupied[wy1:wy2, wx1:wx2][mask] = len(objects) + 1
-        objects.append((poly, cls, blurred, low_contrast, int(mask.sum())))
+        objects.append((poly, cls, blurred, low_contrast, int(mask.sum()), radius))
 
     canvas += 3 * rng.standard_normal(canvas.shape, dtype=np.float32)
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     annotations = []
-    for poly, cls, blurred, low_contrast, _ in objects:
+    for poly, cls, blurred, low_contrast, _, radius in objects:
         x1, y1 = poly.min(0)
         x2, y2 = poly.max(0)
+        if blurred and cfg.edge_noise > 0:
+            nx1, ny1, nx2, ny2 = rng.normal(0.0, cfg.edge_noise * radius, size=4)
+            min_side = 0.5 * min(x2 - x1, y2 - y1)  # noise never collapses the box
+            x1, x2 = max(x1 + nx1, 0.0), min(max(x2 + nx2, x1 + nx1 + min_side), float(w))
+            y1, y2 = max(y1 + ny1, 0.0), min(max(y2 + ny2, y1 + ny1 + min_side), float(h))
         annotations.append(
             {
                 "category_id": cls + 1,
