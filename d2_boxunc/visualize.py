@@ -42,7 +42,23 @@ def draw_predictions(model, cfg, dataset_dict: dict, score_thresh: float = 0.3) 
     names = cfg.dataloader.test.dataset.names
     metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
     vis = Visualizer(image, metadata=metadata)
-    return vis.draw_instance_predictions(instances).get_image()
+    vis.draw_instance_predictions(instances)
+    if instances.has("pred_boxes_std"):
+        draw_std_extents(vis, instances)
+    return vis.output.get_image()
+
+
+def draw_std_extents(vis: Visualizer, instances, k: float = 1.0) -> None:
+    """Dashed boxes at each coordinate -/+ ``k`` predicted std: the outer box moves every edge
+    outwards by its sigma, the inner one inwards (KL-Loss's per-coordinate uncertainty)."""
+    boxes = instances.pred_boxes.tensor.numpy()
+    std = k * instances.pred_boxes_std.numpy()
+    sign = np.array([-1.0, -1.0, 1.0, 1.0])
+    for box, s in zip(boxes, std):
+        for outer in (True, False):
+            b = box + (sign if outer else -sign) * s
+            if b[2] > b[0] and b[3] > b[1]:
+                vis.draw_box(b, alpha=0.9, edge_color="white", line_style="--")
 
 
 def draw_panels(model, cfg, dataset_dicts: list[dict], score_thresh: float = 0.3) -> np.ndarray:

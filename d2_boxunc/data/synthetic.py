@@ -4,7 +4,7 @@ Images show textured shapes (rectangles, ellipses, triangles, stars) on cluttere
 with scale variation, partial occlusion and, on a fraction of the objects, blurred or low-contrast
 edges.  Every polygon comes from the drawing itself.  So does every box, except on blurred objects:
 there, as human annotators disagree on soft boundaries, each edge of the box is the shape's edge
-moved by Gaussian noise as wide as the blur (``edge_noise`` times the blur sigma).  Blurred objects
+moved by Gaussian noise of ``edge_noise`` times the blur sigma.  Blurred objects
 thus have ambiguous boundaries both in the image and in their labels: the label ambiguity that
 KL-Loss's variance models and IoU-Net's predicted IoU should pick up.
 
@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFilter
 logger = logging.getLogger(__name__)
 
 # Bump when the drawing code changes, so cached datasets are regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 CLASS_NAMES = ["rectangle", "ellipse", "triangle", "star"]
 
 
@@ -55,8 +55,8 @@ class SyntheticConfig:
     min_object_frac: float = 0.12  # object size as a fraction of the shorter image side
     max_object_frac: float = 0.5
     blur_frac: float = 0.3  # fraction of objects drawn with blurred edges
-    blur_rel: tuple[float, float] = (0.04, 0.08)  # Gaussian blur sigma, as a fraction of size
-    edge_noise: float = 1.0  # std of the box-edge label noise on blurred objects / blur sigma
+    blur_rel: tuple[float, float] = (0.05, 0.10)  # Gaussian blur sigma, as a fraction of size
+    edge_noise: float = 1.5  # std of the box-edge label noise on blurred objects / blur sigma
     low_contrast_frac: float = 0.15  # fraction of objects drawn with low contrast
     max_occlusion: float = 0.4  # max fraction of an object's area covered by later objects
     num_distractors: int = 12  # background clutter strokes per image

@@ -24,6 +24,8 @@ class SigmaReport:
     spearman_sigma_vs_error: float  # over every coordinate of every matched detection
     rel_sigma_blurred: float  # mean of sigma / object size on objects flagged ``blurred``
     rel_sigma_sharp: float  # same on the others
+    rel_error_blurred: float  # mean of |error| / object size on blurred-edge objects
+    rel_error_sharp: float
     num_blurred: int
     num_sharp: int
 
@@ -35,7 +37,8 @@ class SigmaReport:
             f"sigma vs |error|: Spearman rho = {self.spearman_sigma_vs_error:.3f} "
             f"over {self.num_matched} matched detections x 4 coordinates",
             f"mean sigma / object size: blurred-edge objects {self.rel_sigma_blurred:.4f} "
-            f"(n={self.num_blurred}) vs sharp {self.rel_sigma_sharp:.4f} (n={self.num_sharp})",
+            f"(n={self.num_blurred}) vs sharp {self.rel_sigma_sharp:.4f} (n={self.num_sharp}); "
+            f"actual |error| / size {self.rel_error_blurred:.4f} vs {self.rel_error_sharp:.4f}",
         ]
 
 
@@ -72,7 +75,7 @@ def match_to_ground_truth(pred: Instances, gt_boxes: torch.Tensor, gt_classes: t
 def sigma_report(pairs, iou_threshold: float = 0.5) -> SigmaReport:
     """``pairs``: iterable of ``(dataset_dict, Instances)`` with ``pred_boxes_std`` in the pixels of
     the dataset dict's image (as returned by the model after post-processing)."""
-    sigmas, errors, rel, blurred = [], [], [], []
+    sigmas, errors, rel, rel_err, blurred = [], [], [], [], []
     for dataset_dict, pred in pairs:
         if not pred.has("pred_boxes_std"):
             raise ValueError("sigma_report: predictions lack 'pred_boxes_std' (not a KL-Loss model?)")
@@ -87,11 +90,13 @@ def sigma_report(pairs, iou_threshold: float = 0.5) -> SigmaReport:
         sigmas.append(std)
         errors.append((box - gt).abs())
         rel.append((std / size).mean(dim=1))
+        rel_err.append(((box - gt).abs() / size).mean(dim=1))
         blurred.append(gt_blurred[g])
     if not sigmas:
-        return SigmaReport(0, float("nan"), float("nan"), float("nan"), 0, 0)
+        nan = float("nan")
+        return SigmaReport(0, nan, nan, nan, nan, nan, 0, 0)
     sigma, error = torch.cat(sigmas), torch.cat(errors)
-    rel_all, blur = torch.cat(rel), torch.cat(blurred)
+    rel_all, err_all, blur = torch.cat(rel), torch.cat(rel_err), torch.cat(blurred)
     rho = spearmanr(sigma.flatten().numpy(), error.flatten().numpy()).statistic
     mean = lambda t: float(t.mean()) if t.numel() else float("nan")  # noqa: E731
     return SigmaReport(
@@ -99,6 +104,8 @@ def sigma_report(pairs, iou_threshold: float = 0.5) -> SigmaReport:
         spearman_sigma_vs_error=float(np.nan_to_num(rho, nan=0.0)),
         rel_sigma_blurred=mean(rel_all[blur]),
         rel_sigma_sharp=mean(rel_all[~blur]),
+        rel_error_blurred=mean(err_all[blur]),
+        rel_error_sharp=mean(err_all[~blur]),
         num_blurred=int(blur.sum()),
         num_sharp=int((~blur).sum()),
     )
