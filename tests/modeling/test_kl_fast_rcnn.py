@@ -275,3 +275,21 @@ def test_sigma_report_on_hand_made_detections():
     # blurred object: sigma 6 over sizes (20, 40, 20, 40) -> mean 0.225; sharp: 1 / 10
     assert report.rel_sigma_blurred == pytest.approx(0.225)
     assert report.rel_sigma_sharp == pytest.approx(0.1)
+
+
+def test_sigma_at_ground_truth_reads_the_head_on_the_true_boxes():
+    from detectron2.config import LazyConfig, instantiate
+    from detectron2.data import DatasetCatalog
+
+    from d2_boxunc.config import to_synthetic
+    from d2_boxunc.evaluation.sigma_report import sigma_at_ground_truth
+
+    cfg = to_synthetic(LazyConfig.load("configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x.py"), max_iter=1)
+    model = instantiate(cfg.model)
+    dicts = DatasetCatalog.get("boxunc_synth_val")[:6]
+    stats = sigma_at_ground_truth(model, cfg, dicts)
+    flags = [a["blurred"] for d in dicts for a in d["annotations"]]
+    assert stats["num_blurred"] == sum(flags) > 0 and stats["num_sharp"] == len(flags) - sum(flags)
+    # untrained: alpha ~ 0 everywhere, so sigma / size = exp(0) / weight 10
+    assert stats["rel_sigma_at_gt_blurred"] == pytest.approx(0.1, rel=1e-2)
+    assert stats["rel_sigma_at_gt_sharp"] == pytest.approx(0.1, rel=1e-2)
