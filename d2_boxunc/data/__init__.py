@@ -12,3 +12,10 @@ __all__ = [
     "ensure_generated",
     "register_synthetic_datasets",
 ]
+from d2_boxunc.data.ssd_augmentation import (  # noqa: E402, F401
+    BoxAugDatasetMapper,
+    Expand,
+    MinIoURandomCrop,
+    PhotometricDistort,
+    ssd_augmentations,
+)
