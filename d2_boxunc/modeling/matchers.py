@@ -46,14 +46,31 @@ def _elementwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
 
 
+def _smallest_k(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Column indices of the ``k`` smallest entries of every row, ties broken by lower index
+    (what a stable sort gives), returned in increasing index order. Shape (R, k).
+
+    ``topk`` alone breaks ties arbitrarily (and differently on CPU and CUDA). Ties are the rule,
+    not the exception, for ATSS: all anchors of one location share a centre, so with 2 anchors per
+    location and k = 9 the cut always falls inside a group.
+    """
+    kth = values.topk(k, dim=1, largest=False).values[:, -1:]  # (R, 1) k-th smallest value
+    below = values < kth
+    tied = values == kth
+    need = k - below.sum(dim=1, keepdim=True)  # how many of the tied entries to take
+    take = below | (tied & (tied.cumsum(dim=1) <= need))
+    return take.nonzero()[:, 1].view(values.shape[0], k)
+
+
 class ATSSMatcher:
     """Adaptive Training Sample Selection (Zhang et al., CVPR 2020, Alg. 1).
 
     For every ground-truth box ``g``:
 
     1. on every pyramid level take the ``topk`` anchors whose centres are closest (L2) to the centre
-       of ``g`` (all of them when a level has fewer); the union over levels is ``g``'s candidate
-       set ``C_g``;
+       of ``g`` (all of them when a level has fewer; equal distances: the lower anchor index
+       first, so the result is deterministic and the same on CPU and CUDA); the union over levels
+       is ``g``'s candidate set ``C_g``;
     2. ``t_g = mean + std`` of the IoUs between ``g`` and ``C_g`` (unbiased std, as the reference
        implementations; 0 when ``|C_g| = 1``);
     3. a candidate is positive for ``g`` when its IoU is ``>= t_g`` and its centre lies inside ``g``
@@ -119,9 +136,10 @@ class ATSSMatcher:
         for level in levels:
             n = level.shape[0]
             if n > 0:
-                dist = torch.cdist(gt_ctr, _centers(level))  # (G, A_l)
-                k = min(self.topk, n)
-                candidates.append(dist.topk(k, dim=1, largest=False).indices + offset)
+                # Squared distances computed directly (not cdist's matmul form) so anchors sharing a
+                # location get bit-identical distances and the tie-break below sees the tie.
+                dist = (gt_ctr[:, None, :] - _centers(level)[None]).square().sum(dim=-1)
+                candidates.append(_smallest_k(dist, min(self.topk, n)) + offset)
             offset += n
         cand = torch.cat(candidates, dim=1)  # (G, C), C identical for every GT
 

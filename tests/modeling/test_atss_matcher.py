@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from d2_boxunc.modeling import ATSSMatcher
+from d2_boxunc.modeling.matchers import _smallest_k
 
 from ..conftest import cpu_and_cuda
 
@@ -164,33 +165,59 @@ def test_matches_loop_reference_on_random_inputs(seed, num_gt, level_sizes, topk
     assert matched.tolist() == ref_matched.tolist()
 
 
-def test_on_detectron2_anchor_grid_every_gt_gets_positives():
+@pytest.mark.parametrize("sizes", [[32.0], [32.0, 48.0], [32.0, 40.0, 56.0], [32.0, 32.0 * 2**0.5]])
+def test_on_detectron2_anchor_grid(sizes):
+    # 1-3 anchors per location share a centre, so the top-9 cut falls inside tied groups: the
+    # matcher must break ties like the reference's stable sort (lower anchor index first).
     gen = DefaultAnchorGenerator(
-        sizes=[[32], [64], [128]], aspect_ratios=[[1.0]], strides=[8, 16, 32], offset=0.0
+        sizes=[[s * 2**i for s in sizes] for i in range(3)],
+        aspect_ratios=[[1.0]],
+        strides=[8, 16, 32],
+        offset=0.5,
     )
     feats = [torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 8, 8)]
-    anchors = gen(feats)
+    # float64 tensors, not Boxes (which cast to float32), so the reference sees the same numbers.
+    anchors = [a.tensor.double() for a in gen(feats)]
     g = torch.Generator().manual_seed(3)
     gt, _ = random_case(g, 5, [], image=150.0)
-    gt = gt.float()
-    matched, labels = ATSSMatcher()(Boxes(gt), anchors)
+    gt = gt.round()  # integer GTs: GT centres on the half-pixel grid create distance ties too
+    matched, labels = ATSSMatcher()(gt, anchors)
     assert labels.shape == (sum(len(a) for a in anchors),)
     fg = labels == 1
     # On a dense grid every (non-tiny) GT gets at least one positive, and positives overlap it.
     assert set(matched[fg].tolist()) == set(range(5))
-    ious = pairwise_iou(Boxes(gt[matched[fg]]), Boxes(torch.cat([a.tensor for a in anchors])[fg]))
-    ious = torch.diag(ious)
-    assert (ious > 0).all()
-    ref = reference_atss(gt, [a.tensor for a in anchors])
+    ious = pairwise_iou(Boxes(gt[matched[fg]]), Boxes(torch.cat(anchors)[fg]))
+    assert (torch.diag(ious) > 0).all()
+    ref = reference_atss(gt, anchors)
     assert labels.tolist() == ref[1].tolist() and matched.tolist() == ref[0].tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rows=st.integers(1, 4),
+    cols=st.integers(1, 40),
+    k=st.integers(1, 40),
+)
+def test_smallest_k_breaks_ties_like_a_stable_sort(seed, rows, cols, k):
+    k = min(k, cols)
+    g = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 4, (rows, cols), generator=g).float()  # many ties
+    got = _smallest_k(values, k)
+    expected = torch.sort(values, dim=1, stable=True).indices[:, :k].sort(dim=1).values
+    assert torch.equal(got, expected)
 
 
 @pytest.mark.needs_cuda
 def test_cuda_matches_cpu():
     g = torch.Generator().manual_seed(0)
     gt, levels = random_case(g, 20, [400, 100, 25])
-    cpu = ATSSMatcher()(Boxes(gt), [Boxes(lv) for lv in levels])
-    cuda = ATSSMatcher()(Boxes(gt.cuda()), [Boxes(lv.cuda()) for lv in levels])
+    levels.append(levels[-1].clone())  # a level of anchors sharing centres pairwise: ties
+    levels[-1][:, 2:] += 3.0
+    levels[-1][:, :2] -= 3.0
+    levels = [torch.cat([lv, lv + 0.0], 0) for lv in levels]  # duplicated anchors: exact ties
+    cpu = ATSSMatcher()(gt, levels)
+    cuda = ATSSMatcher()(gt.cuda(), [lv.cuda() for lv in levels])
     assert torch.equal(cpu[0], cuda[0].cpu()) and torch.equal(cpu[1], cuda[1].cpu())
 
 
