@@ -127,7 +127,10 @@ class ATSSMatcher:
         labels = torch.zeros(num_anchors, dtype=torch.int8, device=device)
         if num_gt == 0 or num_anchors == 0:
             return matched_idxs, labels
-        gt = gt.to(anchors.dtype)
+        # Squared pixel distances overflow float16 (> 65504 beyond ~256 px): work in >= float32.
+        work = torch.promote_types(anchors.dtype, torch.float32)
+        anchors, levels = anchors.to(work), [lv.to(work) for lv in levels]
+        gt = gt.to(work)
 
         # 1. candidates: top-k closest anchor centres per level (indices into the concatenation).
         gt_ctr = _centers(gt)

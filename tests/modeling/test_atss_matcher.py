@@ -106,6 +106,19 @@ def test_anchor_positive_for_two_gts_goes_to_the_higher_iou():
     assert labels.tolist() == [1] and matched.tolist() == [0]
 
 
+def test_degenerate_gt_gets_no_positive_and_half_precision_inputs_work():
+    anchors = [B([[0, 0, 10, 10], [5, 5, 15, 15]])]
+    for margin in (0.0, 0.01):
+        _, labels = ATSSMatcher(center_margin=margin)(B([[5, 0, 5, 10]]), anchors)  # zero width
+        assert labels.tolist() == [0, 0]
+    # float16: both squared distances (2*340^2, 2*300^2) overflow to inf; the nearer anchor (the
+    # second) must still be the single candidate.
+    far = [torch.tensor([[0, 0, 20, 20], [600, 600, 700, 700]], dtype=torch.float16)]
+    gt = torch.tensor([[0, 0, 700, 700]], dtype=torch.float16)
+    matched, labels = ATSSMatcher(topk=1)(gt, far)
+    assert labels.tolist() == [0, 1]
+
+
 def test_no_gt_gives_all_background():
     anchors = [B([[0, 0, 10, 10], [5, 5, 15, 15]]), B([[0, 0, 20, 20]])]
     matched, labels = ATSSMatcher()(Boxes(torch.zeros(0, 4)), anchors)
