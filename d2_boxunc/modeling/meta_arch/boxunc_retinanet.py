@@ -235,6 +235,8 @@ class BoxUncRetinaNet(RetinaNet):
         weight = self.sb_weight.to(loss_loc.dtype)
         storage.put_scalar("alrp/cls", float(loss_cls.detach()))
         storage.put_scalar("alrp/loc", float(loss_loc.detach()))
+        if num_pos:
+            storage.put_scalar("alrp/mean_loc_error", float(loc_err.detach().mean()))
         storage.put_scalar("alrp/sb_weight", float(self.sb_weight))
         return {"loss_cls": loss_cls, "loss_box_reg": weight * loss_loc}
 
