@@ -154,3 +154,27 @@ def test_device_and_float32(device):
     out = _run_alrp(s.float(), y, err.float(), "sorted")
     torch.testing.assert_close(out[3].cpu().double(), ref[3], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(out[1].cpu().double(), ref[1], atol=1e-3, rtol=1e-5)
+
+
+def test_grid_bucketize_equals_search():
+    from d2_boxunc.losses.alrp_loss import _bucketize
+
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(300, generator=g, dtype=torch.float64)
+    u[:100] = u[100:200].round(decimals=1)  # ties and crowded cells
+    edges = torch.sort(torch.cat([u - 1, u + 1])).values
+    v = torch.cat([torch.randn(20000, generator=g, dtype=torch.float64) * 3, edges,
+                   edges.nextafter(edges + 1), edges.nextafter(edges - 1)])  # fmt: skip
+    assert torch.equal(_bucketize(v, edges), torch.bucketize(v, edges))
+
+
+@pytest.mark.parametrize("num_pos", [3, 40])
+def test_sorted_equals_loop_when_few_negatives_are_relevant(num_pos):
+    """Late in training most negatives sit far below every positive: the gathered path."""
+    s, y, err = _case(num_pos, num=3000, seed=2)
+    s = torch.where(y == 1, s + 4, s - 4)
+    ref = _run_alrp(s, y, err, "loop")
+    out = _run_alrp(s, y, err, "sorted")
+    torch.testing.assert_close(out[3], ref[3], atol=ATOL, rtol=0)
+    torch.testing.assert_close(out[1], ref[1], atol=ATOL, rtol=0)
+    torch.testing.assert_close(_run_ap(s, y, "sorted")[1], _run_ap(s, y, "loop")[1], atol=ATOL, rtol=0)
