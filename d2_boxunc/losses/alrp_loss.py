@@ -95,14 +95,14 @@ def _bucketize(v: Tensor, e: Tensor) -> Tensor:
     scale = cells / (hi - lo)
 
     def cell(x):
-        return ((x - lo) * scale).floor_().clamp_(0, cells - 1).long()
+        return ((x - lo) * scale).floor_().clamp_(0, cells - 1).int()  # int32: half the traffic
 
     per_cell = torch.bincount(cell(e), minlength=cells)
-    first = torch.cumsum(per_cell, 0) - per_cell  # edges in earlier cells
+    first = (torch.cumsum(per_cell, 0) - per_cell).int()  # edges in earlier cells
     cv = cell(v)
     f = first.index_select(0, cv)
     e_pad = torch.cat([e, e.new_full((1,), float("inf"))])
-    b = f + (e_pad.index_select(0, f) < v)
+    b = (f + (e_pad.index_select(0, f) < v)).long()
     crowded = per_cell > 1
     if bool(crowded.any()):
         redo = torch.nonzero(crowded.index_select(0, cv) & (v > lo) & (v <= hi)).squeeze(1)
@@ -122,21 +122,25 @@ class _NegativeBands:
     among them.
     """
 
-    def __init__(self, s: Tensor, neg_w: Tensor | None, u: Tensor, delta: float):
+    def __init__(self, s: Tensor, neg: Tensor | None, u: Tensor, delta: float):
         self.delta = delta
         self.s = s
         edges = torch.sort(torch.cat([u - delta, u + delta])).values
         self.a = torch.searchsorted(edges, u - delta)
         self.c = torch.searchsorted(edges, u + delta)
         self.nb = edges.numel() + 1
-        self.bucket = _bucketize(s, edges)
-        ones = torch.ones_like(s) if neg_w is None else neg_w
-        cnt = torch.bincount(self.bucket, weights=ones, minlength=self.nb).double()
-        tot = torch.bincount(self.bucket, weights=s if neg_w is None else s * neg_w,
-                             minlength=self.nb).double()  # fmt: skip
+        # float32 values are compared with the edges rounded to float32: rounding is monotone,
+        # so the buckets can only differ for values within half an ulp of an edge, where H is
+        # continuous (the float64 path is exact)
+        bucket = _bucketize(s, edges.to(s.dtype))
+        if neg is not None:  # non-negatives go to an extra bucket whose coefficients are 0
+            bucket = torch.where(neg, bucket, self.nb)
+        self.bucket = bucket
+        cnt = torch.bincount(bucket, minlength=self.nb + 1)[: self.nb].double()
+        tot = torch.bincount(bucket, weights=s.double(), minlength=self.nb + 1)[: self.nb]
         zero = cnt.new_zeros(1)
         self.C = torch.cat([zero, torch.cumsum(cnt, 0)])
-        self.S = torch.cat([zero, torch.cumsum(tot, 0)])
+        self.S = torch.cat([zero, torch.cumsum(tot.double(), 0)])
 
     def soft_count(self, u: Tensor) -> Tensor:
         """``N_FP(i) = sum_j H(s_j - u_i)`` for every positive."""
@@ -153,8 +157,9 @@ class _NegativeBands:
         slope = torch.zeros_like(full).index_add_(0, a1, coef).index_add_(0, c1, -coef)
         icpt_c = coef * (0.5 - u / (2 * self.delta))
         icpt = torch.zeros_like(full).index_add_(0, a1, icpt_c).index_add_(0, c1, -icpt_c)
-        offset = torch.cumsum(full, 0) + torch.cumsum(icpt, 0)
-        slope = torch.cumsum(slope, 0) / (2 * self.delta)
+        zero = full.new_zeros(1)  # the extra bucket of non-negatives
+        offset = torch.cat([torch.cumsum(full, 0) + torch.cumsum(icpt, 0), zero])
+        slope = torch.cat([torch.cumsum(slope, 0) / (2 * self.delta), zero])
         b = self.bucket
         return offset.index_select(0, b) + self.s * slope.index_select(0, b)
 
@@ -170,15 +175,15 @@ def _split(logits: Tensor, labels: Tensor, delta: float):
     thr = (u.min() - delta).to(s.dtype)
     neg = y == 0
     relevant = neg & (s > thr)
-    if 2 * int(relevant.sum()) < s.numel():
+    if 2 * int(torch.count_nonzero(relevant)) < s.numel():
         neg_idx = torch.nonzero(relevant).squeeze(1)
-        return s, pos_idx, u, neg_idx, s[neg_idx].double(), None
-    return s, pos_idx, u, None, s.double(), neg.double()
+        return s, pos_idx, u, neg_idx, s[neg_idx], None
+    return s, pos_idx, u, None, s, neg
 
 
-def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_w, neg_grad):
-    if neg_idx is None:
-        grad = (neg_grad * neg_w).to(s.dtype)
+def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_grad):
+    if neg_idx is None:  # zero already outside the negatives
+        grad = neg_grad.to(s.dtype)
     else:
         grad = torch.zeros_like(s)
         grad[neg_idx] = neg_grad.to(s.dtype)
@@ -187,12 +192,12 @@ def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_w, neg_grad):
 
 
 def _alrp_sorted(logits, labels, loc_err, delta, eps):
-    s, pos_idx, u, neg_idx, vals, neg_w = _split(logits, labels, delta)
+    s, pos_idx, u, neg_idx, vals, neg = _split(logits, labels, delta)
     P = pos_idx.numel()
     err = loc_err.reshape(-1).detach().double()
     order = torch.argsort(u, stable=True)
     u_sorted = u[order]
-    bands = _NegativeBands(vals, neg_w, u, delta)
+    bands = _NegativeBands(vals, neg, u, delta)
     n_fp = bands.soft_count(u)
     rank_pos = 1 + _band_sum(u_sorted, None, u, delta) - 0.5  # drop the self term H(0) = 1/2
     rank = rank_pos + n_fp
@@ -201,17 +206,17 @@ def _alrp_sorted(logits, labels, loc_err, delta, eps):
     pos_grad = torch.where(active, -(n_fp + E) / rank, torch.zeros_like(rank))
     coef = torch.where(active, -pos_grad / n_fp.clamp_min(eps), torch.zeros_like(rank))
     neg_grad = bands.weighted_step(coef / P, u)
-    grad = _scatter_grad(s, pos_idx, pos_grad / P, neg_idx, neg_w, neg_grad)
+    grad = _scatter_grad(s, pos_idx, pos_grad / P, neg_idx, neg_grad)
     loss = 1 - (rank_pos / rank).mean()
     return loss, rank, order, grad
 
 
 def _ap_sorted(logits, labels, delta):
-    s, pos_idx, u, neg_idx, vals, neg_w = _split(logits, labels, delta)
+    s, pos_idx, u, neg_idx, vals, neg = _split(logits, labels, delta)
     P = pos_idx.numel()
     order = torch.argsort(u, stable=True)
     u_sorted = u[order]
-    bands = _NegativeBands(vals, neg_w, u, delta)
+    bands = _NegativeBands(vals, neg, u, delta)
     n_fp = bands.soft_count(u)
     rank_pos = 1 + _band_sum(u_sorted, None, u, delta) - 0.5
     rank = rank_pos + n_fp
@@ -222,7 +227,7 @@ def _ap_sorted(logits, labels, delta):
     sets_max = prec >= ip
     ratio = torch.where(sets_max, torch.ones_like(prec), (1 - ip) / (1 - prec).clamp_min(1e-300))
     neg_grad = bands.weighted_step(ratio / rank / P, u)
-    grad = _scatter_grad(s, pos_idx, -(1 - ip) / P, neg_idx, neg_w, neg_grad)
+    grad = _scatter_grad(s, pos_idx, -(1 - ip) / P, neg_idx, neg_grad)
     loss = 1 - ip.mean()
     return loss, grad
 
@@ -368,7 +373,7 @@ def alrp_cls(
     """
     _check(logits, labels, delta, impl, "alrp_cls")
     logits = _as_compute_dtype(logits)
-    num_pos = int((labels == 1).sum())
+    num_pos = int(torch.count_nonzero(labels == 1))
     if loc_err.numel() != num_pos:
         raise ValueError(
             f"alrp_cls: loc_err must have one entry per positive ({num_pos}), got {loc_err.numel()}"
