@@ -97,8 +97,7 @@ def training_iteration_times(iters: int) -> dict:
                 opts[loss].step()
                 if i >= 3:
                     times[loss].append(time.perf_counter() - t0)
-    num_logits = None
-    return {k: statistics.median(v) for k, v in times.items()}, num_logits
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -127,19 +126,31 @@ def main() -> None:
             t_loop = time_loss(kind, "loop", s, y, err, args.loop_repeats)
             rows.append([kind, f"{args.anchors:,} x {args.classes}", p, f"{t_loop * 1e3:.0f}",
                          f"{t_sorted * 1e3:.0f}", f"{t_loop / t_sorted:.1f}x"])  # fmt: skip
-            results.append({"loss": kind, "logits": num_logits, "positives": p,
-                            "loop_s": t_loop, "sorted_s": t_sorted, "speedup": t_loop / t_sorted})
-    print(f"\nLoss forward + backward on {device} ({torch.get_num_threads()} thread(s)), "
-          f"logits ~ N(-4.6, 0.5^2), median of {args.repeats} (loop: {args.loop_repeats}):")
+            results.append(
+                {
+                    "loss": kind,
+                    "logits": num_logits,
+                    "positives": p,
+                    "loop_s": t_loop,
+                    "sorted_s": t_sorted,
+                    "speedup": t_loop / t_sorted,
+                }
+            )
+    print(
+        f"\nLoss forward + backward on {device} ({torch.get_num_threads()} thread(s)), "
+        f"logits ~ N(-4.6, 0.5^2), median of {args.repeats} (loop: {args.loop_repeats}):"
+    )
     print(tabulate(rows, headers=["loss", "anchors x classes", "|P|", "loop ms", "sorted ms",
                                   "speed-up"], tablefmt="github"))  # fmt: skip
 
     training = None
     if not args.skip_training:
-        t, _ = training_iteration_times(args.iters)
+        t = training_iteration_times(args.iters)
         training = {"focal_s": t["focal"], "alrp_s": t["alrp"], "ratio": t["alrp"] / t["focal"]}
-        print(f"\nTraining iteration, synthetic-switch RetinaNet, batch of 4 synthetic images, "
-              f"median of {args.iters}:")
+        print(
+            f"\nTraining iteration, synthetic-switch RetinaNet, batch of 4 synthetic images, "
+            f"median of {args.iters}:"
+        )
         print(tabulate([["focal loss + smooth-L1", f"{t['focal'] * 1e3:.0f}", "1.00"],
                         ["aLRP Loss (GIoU) + SB", f"{t['alrp'] * 1e3:.0f}",
                          f"{training['ratio']:.2f}"]],

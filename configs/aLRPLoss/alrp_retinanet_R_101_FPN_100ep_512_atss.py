@@ -1,5 +1,4 @@
-"""A3: A2 with ResNet-101. Reference (mmdet port): 42.2 AP minival / 42.8 test-dev.
-"""
+"""A3: A2 with ResNet-101. Reference (mmdet port): 42.2 AP minival / 42.8 test-dev."""
 
 from ..common.alrp import dataloader, model, optimizer, train
 from ..common.alrp import epoch_schedule as _epoch_schedule

@@ -32,7 +32,7 @@ COCO_TRAIN_IMAGES = 117266  # train2017 images with annotations
 model = get_config("common/models/retinanet.py").model
 model._target_ = BoxUncRetinaNet
 model.backbone.bottom_up.freeze_at = 2
-model.anchor_generator.sizes = [[x, x * 2 ** 0.5] for x in [32, 64, 128, 256, 512]]
+model.anchor_generator.sizes = [[x, x * 2**0.5] for x in [32, 64, 128, 256, 512]]
 model.anchor_generator.aspect_ratios = [0.5, 1.0, 2.0]
 model.head.num_anchors = 6
 model.box2box_transform.weights = [10.0, 10.0, 5.0, 5.0]
@@ -54,7 +54,9 @@ dataloader.train.mapper._target_ = "d2_boxunc.data.ssd_augmentation.BoxAugDatase
 dataloader.train.mapper.augmentations = L("d2_boxunc.data.ssd_augmentation.ssd_augmentations")(
     size=512, image_format="${..image_format}"
 )
-dataloader.test.mapper.augmentations = [L(T.ResizeShortestEdge)(short_edge_length=500, max_size=833)]
+dataloader.test.mapper.augmentations = [
+    L(T.ResizeShortestEdge)(short_edge_length=500, max_size=833)
+]
 
 # ---- optimiser / schedule ------------------------------------------------------------------
 optimizer = get_config("common/optim.py").SGD
@@ -107,7 +109,7 @@ def use_atss(model, scales_per_octave: int = 2) -> None:
 
 
 def use_backbone(model, train, dataloader, name: str) -> None:
-    """"R_50" | "R_101" | "X_101_64x4d" | "X_101_64x4d_dcn" (modulated deformable conv in c3-c5)."""
+    """ "R_50" | "R_101" | "X_101_64x4d" | "X_101_64x4d_dcn" (modulated deformable conv in c3-c5)."""
     from d2_boxunc.modeling.resnext import make_resnext_stages
 
     bottom_up = model.backbone.bottom_up

@@ -27,7 +27,9 @@ def make_resnext_stages(
 ) -> list[list[CNNBlockBase]]:
     """Stages res2..res5 of a ResNeXt; pass to ``ResNet(stages=...)`` with a 64-wide ``BasicStem``."""
     if depth not in _BLOCKS:
-        raise ValueError(f"make_resnext_stages: depth must be one of {sorted(_BLOCKS)}, got {depth}")
+        raise ValueError(
+            f"make_resnext_stages: depth must be one of {sorted(_BLOCKS)}, got {depth}"
+        )
     if len(deform_on_per_stage) != 4:
         raise ValueError("deform_on_per_stage needs 4 entries (res2..res5)")
     stages = []

@@ -101,7 +101,9 @@ def test_alrp_hand_computed():
     # descending: pos 0 (cum 0.2, rank 1), pos 1 (cum 0.6, rank 3)
     torch.testing.assert_close(loc, torch.tensor((0.2 + 0.6 / 3) / 2, dtype=torch.float64))
     loc.backward()
-    torch.testing.assert_close(e.grad, torch.tensor([(1 + 1 / 3) / 2, 1 / 3 / 2], dtype=torch.float64))
+    torch.testing.assert_close(
+        e.grad, torch.tensor([(1 + 1 / 3) / 2, 1 / 3 / 2], dtype=torch.float64)
+    )
 
 
 def test_no_positive_gives_zero_attached_to_graph():
@@ -177,4 +179,6 @@ def test_sorted_equals_loop_when_few_negatives_are_relevant(num_pos):
     out = _run_alrp(s, y, err, "sorted")
     torch.testing.assert_close(out[3], ref[3], atol=ATOL, rtol=0)
     torch.testing.assert_close(out[1], ref[1], atol=ATOL, rtol=0)
-    torch.testing.assert_close(_run_ap(s, y, "sorted")[1], _run_ap(s, y, "loop")[1], atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        _run_ap(s, y, "sorted")[1], _run_ap(s, y, "loop")[1], atol=ATOL, rtol=0
+    )

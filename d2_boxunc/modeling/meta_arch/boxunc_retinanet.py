@@ -118,7 +118,9 @@ class BoxUncRetinaNet(RetinaNet):
         """
         super().__init__(**kwargs)
         if cls_loss_type not in CLS_LOSS_TYPES:
-            raise ValueError(f"cls_loss_type must be one of {CLS_LOSS_TYPES}, got {cls_loss_type!r}")
+            raise ValueError(
+                f"cls_loss_type must be one of {CLS_LOSS_TYPES}, got {cls_loss_type!r}"
+            )
         if loc_error not in LOC_ERRORS:
             raise ValueError(f"loc_error must be one of {LOC_ERRORS}, got {loc_error!r}")
         if ranking_impl not in ("sorted", "loop"):
@@ -165,7 +167,9 @@ class BoxUncRetinaNet(RetinaNet):
         if a.ATSS_TOPK > 0:
             matcher = _atss_matcher_class()
             if matcher is None:
-                raise ValueError("MODEL.RETINANET.ALRP.ATSS_TOPK > 0 needs d2_boxunc.modeling.matchers")
+                raise ValueError(
+                    "MODEL.RETINANET.ALRP.ATSS_TOPK > 0 needs d2_boxunc.modeling.matchers"
+                )
             ret["anchor_matcher"] = matcher(topk=a.ATSS_TOPK)
         return ret
 
