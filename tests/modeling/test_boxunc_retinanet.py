@@ -183,3 +183,40 @@ def test_yacs_config_builds_the_model():
     m = build_model(cfg)
     assert isinstance(m, BoxUncRetinaNet)
     assert m.cls_loss_type == "alrp" and m.sb_period == 5 and float(m.sb_weight) == 20.0
+
+
+def _sb_worker(rank, world, port, values, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)  # fmt: skip
+    try:
+        m = torch.nn.Module()
+        for name, v in (("sb_weight", 50.0), ("sb_cls_sum", 0.0), ("sb_loc_sum", 0.0)):
+            m.register_buffer(name, torch.tensor(v, dtype=torch.float64))
+        m.register_buffer("sb_iter", torch.tensor(0))
+        m.sb_update, m.sb_period = True, len(values[rank])
+        for c, l_, pos in values[rank]:
+            BoxUncRetinaNet._self_balance_step(m, torch.tensor(c), torch.tensor(l_), pos)
+        with open(os.path.join(out, f"rank{rank}"), "w") as f:
+            f.write(repr(float(m.sb_weight)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_self_balance_is_all_reduced_across_ranks(tmp_path):
+    """Two ranks with different losses end with the same weight: the per-iteration means over
+    the ranks that had positives."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    values = [[(0.8, 0.2, True), (0.6, 0.1, True)], [(0.4, 0.4, True), (9.0, 9.0, False)]]
+    mp.spawn(_sb_worker, args=(2, port, values, str(tmp_path)), nprocs=2, join=True)
+    out = [float((tmp_path / f"rank{r}").read_text()) for r in range(2)]
+    cls_sum = (0.8 + 0.4) / 2 + 0.6  # iteration 2: only rank 0 had positives
+    loc_sum = (0.2 + 0.4) / 2 + 0.1
+    assert out[0] == out[1] == pytest.approx((cls_sum + loc_sum) / loc_sum)
