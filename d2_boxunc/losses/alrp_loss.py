@@ -91,13 +91,13 @@ def _bucketize(v: Tensor, e: Tensor) -> Tensor:
     lo, hi = e[0], e[-1]
     if n < 8 or not bool(hi > lo):
         return torch.bucketize(v, e)
-    cells = 16 * n
+    cells = 16 * n  # cell `cells` holds everything from e[-1] up (with e[-1] itself, or not)
     scale = cells / (hi - lo)
 
     def cell(x):
-        return ((x - lo) * scale).floor_().clamp_(0, cells - 1).int()  # int32: half the traffic
+        return ((x - lo) * scale).floor_().clamp_(0, cells).int()  # int32: half the traffic
 
-    per_cell = torch.bincount(cell(e), minlength=cells)
+    per_cell = torch.bincount(cell(e), minlength=cells + 1)
     first = (torch.cumsum(per_cell, 0) - per_cell).int()  # edges in earlier cells
     cv = cell(v)
     f = first.index_select(0, cv)
@@ -105,7 +105,8 @@ def _bucketize(v: Tensor, e: Tensor) -> Tensor:
     b = (f + (e_pad.index_select(0, f) < v)).long()
     crowded = per_cell > 1
     if bool(crowded.any()):
-        redo = torch.nonzero(crowded.index_select(0, cv) & (v > lo) & (v <= hi)).squeeze(1)
+        # values <= e[0] are right (0) whatever their cell: keep the low tail out of the search
+        redo = torch.nonzero(crowded.index_select(0, cv) & (v > lo)).squeeze(1)
         if redo.numel():
             b[redo] = torch.bucketize(v[redo], e)
     return b
@@ -118,7 +119,7 @@ class _NegativeBands:
     positive with edges at positions ``a`` (``u - delta``) and ``c`` (``u + delta``) in ``e``,
     buckets ``<= a`` lie where ``H = 0``, buckets ``a+1..c`` on its linear part and buckets ``> c``
     where ``H = 1``; ``H`` is continuous, so a value on an edge may fall in either neighbour.
-    ``s`` are float64 values, ``neg_w`` (float64 0/1 or None = all ones) marks the negatives
+    ``s`` are the values (float32 or float64); ``neg`` (bool, or None = all) marks the negatives
     among them.
     """
 

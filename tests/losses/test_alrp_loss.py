@@ -164,10 +164,16 @@ def test_grid_bucketize_equals_search():
     g = torch.Generator().manual_seed(3)
     u = torch.randn(300, generator=g, dtype=torch.float64)
     u[:100] = u[100:200].round(decimals=1)  # ties and crowded cells
+    u[200:203] = u.max()  # the top cell crowded too
+    u[203:206] = u.min()  # and the bottom one
     edges = torch.sort(torch.cat([u - 1, u + 1])).values
     v = torch.cat([torch.randn(20000, generator=g, dtype=torch.float64) * 3, edges,
                    edges.nextafter(edges + 1), edges.nextafter(edges - 1)])  # fmt: skip
+    v = torch.cat([v, edges[-1] + torch.rand(100, generator=g, dtype=torch.float64) * 5,
+                   edges[0] - torch.rand(100, generator=g, dtype=torch.float64) * 5])  # fmt: skip
     assert torch.equal(_bucketize(v, edges), torch.bucketize(v, edges))
+    v32, e32 = v.float(), edges.float()
+    assert torch.equal(_bucketize(v32, e32), torch.bucketize(v32, e32))
 
 
 @pytest.mark.parametrize("num_pos", [3, 40])
