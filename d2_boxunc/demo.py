@@ -60,6 +60,14 @@ def kl_report(model, cfg, out: str) -> list[str]:
     return [f"KL-Loss: {line}" for line in report.lines()]
 
 
+def alrp_report(model, cfg, out: str) -> list[str]:
+    """aLRP: the self-balance weight the run ended with (it starts at 50)."""
+    if not hasattr(model, "sb_weight"):
+        return []
+    return [f"aLRP: self-balance weight w_SB = {float(model.sb_weight):.2f} after training "
+            f"(started at 50, updated once per epoch)"]
+
+
 KL = "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x"
 METHODS: dict[str, Method] = {
     "baseline": Method(
@@ -74,6 +82,20 @@ METHODS: dict[str, Method] = {
             Variant("+ KL-Loss + var voting + soft-NMS", config=f"{KL}_varvote_softnms.py"),
         ],
         report=kl_report,
+    ),
+    # RetinaNet rows of ALGORITHMS.md §6 (A1 and its focal-loss twin): same anchors and recipe.
+    # The paper configs train through d2_boxunc's box-aware SSD mapper; the synthetic switch
+    # replaces the SSD augmentations with resize + flip, which detectron2's plain mapper runs.
+    "retinanet": Method(
+        config="configs/aLRPLoss/focal_retinanet_R_50_FPN_100ep_512.py",
+        label="RetinaNet (focal loss)",
+        overrides=["dataloader.train.mapper._target_=detectron2.data.DatasetMapper"],
+    ),
+    "alrp": Method(
+        config="configs/aLRPLoss/alrp_retinanet_R_50_FPN_100ep_512.py",
+        label="RetinaNet (aLRP Loss)",
+        overrides=["dataloader.train.mapper._target_=detectron2.data.DatasetMapper"],
+        report=alrp_report,
     ),
 }
 

@@ -49,4 +49,18 @@ def _add_iounet_config(cfg: CN) -> None:
 
 # ---- aLRP / AP Loss RetinaNet (d2_boxunc.modeling.meta_arch) ---------------------------------
 def _add_alrp_config(cfg: CN) -> None:
-    pass
+    """``MODEL.META_ARCHITECTURE: BoxUncRetinaNet`` reads these (ALGORITHMS.md §5).
+
+    The anchors (``MODEL.ANCHOR_GENERATOR``), ``MODEL.RETINANET.BBOX_REG_WEIGHTS`` (10, 10, 5, 5)
+    and ``MODEL.RETINANET.SMOOTH_L1_LOSS_BETA`` (1.0 for AP Loss) are detectron2's own keys.
+    """
+    a = cfg.MODEL.RETINANET.ALRP = CN()
+    a.CLS_LOSS_TYPE = "focal"  # "focal" | "ap" | "alrp"
+    a.LOC_ERROR = "giou"  # aLRP localisation error: "giou" (1 - GIoU) | "iou" (2 (1 - IoU))
+    a.DELTA = 1.0  # half-width of the smoothed step, on logits
+    a.EPS = 1e-5  # positives with N_FP <= EPS get no aLRP gradient
+    a.IMPL = "sorted"  # "sorted" (fast, exact) | "loop" (reference loop)
+    a.SB_WEIGHT_INIT = 50.0
+    a.SB_UPDATE = True  # False: fixed weight SB_WEIGHT_INIT
+    a.SB_PERIOD = 0  # iterations between SB updates; 0 = one epoch of DATASETS.TRAIN at IMS_PER_BATCH
+    a.ATSS_TOPK = 0  # > 0: d2_boxunc ATSSMatcher(topk) instead of the IoU Matcher

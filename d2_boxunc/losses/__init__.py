@@ -7,3 +7,6 @@ or higher whatever the input dtype.
 from d2_boxunc.losses.kl_loss import kl_loss
 
 __all__ = ["kl_loss"]
+from d2_boxunc.losses.alrp_loss import alrp_cls, alrp_loc, ap_loss  # noqa: E402
+
+__all__ += ["alrp_cls", "alrp_loc", "ap_loss"]

@@ -1,0 +1,16 @@
+"""A2: A1 with ATSS assignment (top-9 per level, mean+std IoU threshold, centre inside the GT),
+1 ratio x 2 scales = 2 anchors per location, steps at epochs 75/95.
+Reference (mmdet port): 41.0 AP minival / 41.3 test-dev; standalone 40.2.
+"""
+
+from ..common.alrp import dataloader, model, optimizer, train
+from ..common.alrp import epoch_schedule as _epoch_schedule
+from ..common.alrp import set_scale as _set_scale
+from ..common.alrp import use_atss as _use_atss
+from ..common.alrp import use_backbone as _use_backbone
+
+_use_backbone(model, train, dataloader, "R_50")
+_use_atss(model, scales_per_octave=2)
+_set_scale(dataloader, model, 512)
+train.max_iter, lr_multiplier = _epoch_schedule(100, (75, 95), total_batch=32)
+train.output_dir = "./output/alrp_retinanet_R_50_FPN_100ep_512_atss"

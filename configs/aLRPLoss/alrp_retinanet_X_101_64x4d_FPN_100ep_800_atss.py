@@ -1,0 +1,17 @@
+"""A6: A5 with ResNeXt-101 64x4d. Reference (mmdet port): 47.2 AP minival / 47.8 test-dev.
+Checkpoint as in A4.
+"""
+
+from ..common.alrp import dataloader, model, optimizer, train
+from ..common.alrp import epoch_schedule as _epoch_schedule
+from ..common.alrp import set_scale as _set_scale
+from ..common.alrp import use_atss as _use_atss
+from ..common.alrp import use_backbone as _use_backbone
+
+_use_backbone(model, train, dataloader, "X_101_64x4d")
+_use_atss(model, scales_per_octave=3)
+_set_scale(dataloader, model, 800)
+dataloader.train.total_batch_size = 16  # 4 GPUs x 4 images (assumed; the reference does not say)
+optimizer.lr = 0.004
+train.max_iter, lr_multiplier = _epoch_schedule(100, (60, 80), total_batch=16)
+train.output_dir = "./output/alrp_retinanet_X_101_64x4d_FPN_100ep_800_atss"

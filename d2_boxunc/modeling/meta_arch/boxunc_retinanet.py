@@ -1,0 +1,290 @@
+"""RetinaNet trained with focal loss, AP Loss or aLRP Loss (ALGORITHMS.md §5).
+
+``BoxUncRetinaNet`` is detectron2's ``RetinaNet`` with the loss chosen by ``cls_loss_type``:
+
+- ``"focal"``: detectron2's focal loss and its regression loss (``box_reg_loss_type``).
+- ``"ap"``: AP Loss (§5.6) + smooth-L1 on the deltas, averaged over the ``4 |P|`` coordinates.
+- ``"alrp"``: aLRP Loss (§5.3): the ranking classification component plus ``w_SB`` times the
+  localisation component, whose error is ``1 - GIoU`` (``loc_error="giou"``) or ``2 (1 - IoU)``
+  (``"iou"``) of the decoded boxes.
+
+Self-balance (§5.5): ``w_SB`` starts at ``sb_weight_init`` (50) and, every ``sb_period``
+iterations (one epoch: ``ceil(len(train set) / total batch)``, derived from the dataset unless
+given), becomes ``(mean L_cls + mean L_loc) / mean L_loc`` of that period. The per-iteration
+values are averaged over ranks (all-reduce) before they are summed, so every GPU holds the same
+sums and weight. Weight, sums and counters are registered buffers: they are saved in checkpoints
+and restored by ``--resume``. ``sb_update=False`` keeps the weight fixed.
+
+The anchor matcher may be detectron2's IoU ``Matcher`` or ``d2_boxunc``'s ``ATSSMatcher``, which
+labels anchors from the per-level anchor lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.distributed as dist
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
+from detectron2.modeling.box_regression import _dense_box_regression_loss
+from detectron2.structures import Boxes
+from detectron2.utils import comm
+from detectron2.utils.events import get_event_storage
+
+from d2_boxunc.losses.alrp_loss import alrp_cls, alrp_loc, ap_loss
+
+__all__ = ["BoxUncRetinaNet", "epoch_length"]
+
+logger = logging.getLogger(__name__)
+
+CLS_LOSS_TYPES = ("focal", "ap", "alrp")
+LOC_ERRORS = ("giou", "iou")
+
+
+def epoch_length(dataset_names: str | list[str] | tuple[str, ...], total_batch_size: int) -> int:
+    """Iterations in one epoch: ``ceil(#training images / total batch)`` (images without
+    annotations are dropped, as detectron2's training loader does). COCO train2017 at batch 32:
+    ``ceil(117266 / 32) = 3665``, the reference's hard-coded period."""
+    from detectron2.data import get_detection_dataset_dicts
+
+    if isinstance(dataset_names, str):
+        dataset_names = [dataset_names]
+    num_images = len(get_detection_dataset_dicts(list(dataset_names), filter_empty=True))
+    if int(total_batch_size) <= 0:
+        raise ValueError(f"epoch_length: total_batch_size must be > 0, got {total_batch_size}")
+    return max(1, math.ceil(num_images / int(total_batch_size)))
+
+
+def _atss_matcher_class():
+    try:
+        from d2_boxunc.modeling.matchers import ATSSMatcher
+    except ImportError:
+        return None
+    return ATSSMatcher
+
+
+def _matched_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """IoU of row-wise pairs of XYXY boxes; clamped so degenerate boxes give 0, never NaN."""
+    lt = torch.maximum(a[:, :2], b[:, :2])
+    rb = torch.minimum(a[:, 2:], b[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(dim=1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(dim=1)
+    return inter / (area_a + area_b - inter + eps)
+
+
+@META_ARCH_REGISTRY.register()
+class BoxUncRetinaNet(RetinaNet):
+    """RetinaNet with focal / AP / aLRP classification losses and aLRP self-balance."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        cls_loss_type: str = "focal",
+        loc_error: str = "giou",
+        ranking_delta: float = 1.0,
+        alrp_eps: float = 1e-5,
+        ranking_impl: str = "sorted",
+        sb_weight_init: float = 50.0,
+        sb_update: bool = True,
+        sb_period: int = 0,
+        sb_dataset: str | list[str] | None = None,
+        sb_total_batch_size: int | None = None,
+        **kwargs,
+    ):
+        """
+        Args:
+            cls_loss_type: ``"focal"`` | ``"ap"`` | ``"alrp"``. Default: "focal".
+            loc_error: aLRP localisation error, ``"giou"`` (``1 - GIoU``) or ``"iou"``
+                (``2 (1 - IoU)``). Default: "giou".
+            ranking_delta: half-width ``delta`` of the smoothed step (on logits). Default: 1.0.
+            alrp_eps: positives with ``N_FP <= eps`` get no aLRP gradient. Default: 1e-5.
+            ranking_impl: ``"sorted"`` (fast) or ``"loop"`` (reference loop). Default: "sorted".
+            sb_weight_init: initial self-balance weight. Default: 50.
+            sb_update: update the weight once per period; False keeps it fixed. Default: True.
+            sb_period: iterations between updates; 0 derives one epoch from ``sb_dataset`` and
+                ``sb_total_batch_size`` at the first training step. Default: 0.
+            sb_dataset, sb_total_batch_size: training dataset name(s) and images per iteration
+                over all GPUs, used when ``sb_period == 0``.
+            kwargs: :class:`detectron2.modeling.RetinaNet` arguments. For ``"ap"``,
+                ``smooth_l1_beta`` is the smooth-L1 beta (the paper setting is 1.0).
+        """
+        super().__init__(**kwargs)
+        if cls_loss_type not in CLS_LOSS_TYPES:
+            raise ValueError(
+                f"cls_loss_type must be one of {CLS_LOSS_TYPES}, got {cls_loss_type!r}"
+            )
+        if loc_error not in LOC_ERRORS:
+            raise ValueError(f"loc_error must be one of {LOC_ERRORS}, got {loc_error!r}")
+        if ranking_impl not in ("sorted", "loop"):
+            raise ValueError(f"ranking_impl must be 'sorted' or 'loop', got {ranking_impl!r}")
+        if cls_loss_type == "alrp" and sb_update and sb_period <= 0:
+            if sb_dataset is None or not sb_total_batch_size:
+                raise ValueError(
+                    "BoxUncRetinaNet: self-balance needs sb_period > 0, or sb_dataset and "
+                    "sb_total_batch_size to derive one epoch"
+                )
+        self.cls_loss_type = cls_loss_type
+        self.loc_error = loc_error
+        self.ranking_delta = float(ranking_delta)
+        self.alrp_eps = float(alrp_eps)
+        self.ranking_impl = ranking_impl
+        self.sb_update = bool(sb_update)
+        self.sb_dataset = sb_dataset
+        self.sb_total_batch_size = sb_total_batch_size
+        # checkpointed self-balance state (float64 sums: a COCO epoch has thousands of terms)
+        f64 = dict(dtype=torch.float64)
+        self.register_buffer("sb_weight", torch.tensor(float(sb_weight_init), **f64))
+        self.register_buffer("sb_cls_sum", torch.tensor(0.0, **f64))
+        self.register_buffer("sb_loc_sum", torch.tensor(0.0, **f64))
+        self.register_buffer("sb_iter", torch.tensor(0, dtype=torch.long))
+        # the period follows the config (dataset, batch), not the checkpoint
+        self.sb_period = int(sb_period)
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        a = cfg.MODEL.RETINANET.ALRP
+        ret.update(
+            cls_loss_type=a.CLS_LOSS_TYPE,
+            loc_error=a.LOC_ERROR,
+            ranking_delta=a.DELTA,
+            alrp_eps=a.EPS,
+            ranking_impl=a.IMPL,
+            sb_weight_init=a.SB_WEIGHT_INIT,
+            sb_update=a.SB_UPDATE,
+            sb_period=a.SB_PERIOD,
+            sb_dataset=list(cfg.DATASETS.TRAIN),
+            sb_total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        )
+        if a.ATSS_TOPK > 0:
+            matcher = _atss_matcher_class()
+            if matcher is None:
+                raise ValueError(
+                    "MODEL.RETINANET.ALRP.ATSS_TOPK > 0 needs d2_boxunc.modeling.matchers"
+                )
+            ret["anchor_matcher"] = matcher(topk=a.ATSS_TOPK)
+        return ret
+
+    # ---- anchor labelling ------------------------------------------------------------------
+    @torch.no_grad()
+    def label_anchors(self, anchors, gt_instances):
+        atss = _atss_matcher_class()
+        if atss is None or not isinstance(self.anchor_matcher, atss):
+            return super().label_anchors(anchors, gt_instances)
+        all_anchors = Boxes.cat(anchors)
+        gt_labels, matched_gt_boxes = [], []
+        for gt in gt_instances:
+            if len(gt) == 0:
+                gt_labels.append(
+                    torch.full((len(all_anchors),), self.num_classes, dtype=torch.long,
+                               device=all_anchors.device)  # fmt: skip
+                )
+                matched_gt_boxes.append(torch.zeros_like(all_anchors.tensor))
+                continue
+            matched_idxs, anchor_labels = self.anchor_matcher(gt.gt_boxes, anchors)
+            labels = gt.gt_classes[matched_idxs].clone()
+            labels[anchor_labels == 0] = self.num_classes
+            labels[anchor_labels == -1] = -1
+            gt_labels.append(labels)
+            matched_gt_boxes.append(gt.gt_boxes.tensor[matched_idxs])
+        return gt_labels, matched_gt_boxes
+
+    # ---- losses ----------------------------------------------------------------------------
+    def losses(self, anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes):
+        if self.cls_loss_type == "focal":
+            return super().losses(anchors, pred_logits, gt_labels, pred_anchor_deltas, gt_boxes)
+        storage = get_event_storage()
+        gt_labels = torch.stack(gt_labels)  # (N, R), in {-1, 0..K-1, K}
+        pos_mask = (gt_labels >= 0) & (gt_labels != self.num_classes)
+        num_pos = int(pos_mask.sum())
+        storage.put_scalar("num_pos_anchors", num_pos / len(gt_labels))
+
+        # per (image, anchor, class): 1 at the GT class of a positive anchor, 0 elsewhere on
+        # valid anchors, -1 on ignored anchors. Flattened in (image, anchor, class) order, so the
+        # positives appear in the order of pos_mask's nonzeros, like the box terms below.
+        logits = cat(pred_logits, dim=1)  # (N, R, K)
+        labels = torch.zeros(logits.shape, dtype=torch.int8, device=logits.device)
+        labels[gt_labels < 0] = -1
+        labels[pos_mask] = F.one_hot(gt_labels[pos_mask], self.num_classes).to(torch.int8)
+
+        if self.cls_loss_type == "ap":
+            loss_cls = ap_loss(logits, labels, delta=self.ranking_delta, impl=self.ranking_impl)
+            loss_box = _dense_box_regression_loss(
+                anchors, self.box2box_transform, pred_anchor_deltas, [b for b in gt_boxes],
+                pos_mask, box_reg_loss_type="smooth_l1", smooth_l1_beta=self.smooth_l1_beta,
+            ) / max(4 * num_pos, 1)  # fmt: skip
+            storage.put_scalar("ap_loss/cls", float(loss_cls.detach()))
+            storage.put_scalar("ap_loss/loc", float(loss_box.detach()))
+            return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
+
+        loc_err = self._loc_error(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
+        loss_cls, rank, order = alrp_cls(
+            logits, labels, loc_err, delta=self.ranking_delta, eps=self.alrp_eps,
+            impl=self.ranking_impl,
+        )  # fmt: skip
+        if num_pos == 0:  # keep every regression parameter in the graph (DDP)
+            loss_loc = cat(pred_anchor_deltas, dim=1).sum() * 0
+        else:
+            loss_loc = alrp_loc(loc_err, rank, order)
+        if self.training:
+            self._self_balance_step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
+        weight = self.sb_weight.to(loss_loc.dtype)
+        storage.put_scalar("alrp/cls", float(loss_cls.detach()))
+        storage.put_scalar("alrp/loc", float(loss_loc.detach()))
+        if num_pos:
+            storage.put_scalar("alrp/mean_loc_error", float(loc_err.detach().mean()))
+        storage.put_scalar("alrp/sb_weight", float(self.sb_weight))
+        return {"loss_cls": loss_cls, "loss_box_reg": weight * loss_loc}
+
+    def _loc_error(self, anchors, pred_anchor_deltas, gt_boxes, pos_mask) -> torch.Tensor:
+        """Localisation error of every positive, in ``pos_mask`` order (§5.1)."""
+        anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
+        deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
+        n = deltas.shape[0]
+        pred = self.box2box_transform.apply_deltas(
+            deltas[pos_mask], anchors.unsqueeze(0).expand(n, -1, -1)[pos_mask]
+        ).float()
+        target = torch.stack(gt_boxes)[pos_mask].float()
+        if self.loc_error == "giou":
+            from fvcore.nn import giou_loss
+
+            return giou_loss(pred, target, reduction="none")  # 1 - GIoU
+        return 2 * (1 - _matched_iou(pred, target))  # (1 - IoU) / (1 - tau), tau = 0.5
+
+    # ---- self-balance ----------------------------------------------------------------------
+    @torch.no_grad()
+    def _self_balance_step(self, loss_cls, loss_loc, has_pos: bool) -> None:
+        """Accumulate this iteration's unweighted components; update ``w_SB`` at period end."""
+        if not self.sb_update:
+            return
+        if self.sb_period <= 0:
+            self.sb_period = epoch_length(self.sb_dataset, self.sb_total_batch_size)
+            logger.info(f"aLRP self-balance: updating w_SB every {self.sb_period} iterations")
+        vals = torch.stack(
+            [loss_cls.double(), loss_loc.double(), torch.tensor(float(has_pos), **_f64(loss_cls))]
+        )
+        vals = vals * float(has_pos)  # an iteration without positives adds nothing
+        if comm.get_world_size() > 1:
+            dist.all_reduce(vals)  # every rank calls this every iteration, positives or not
+        if vals[2] > 0:  # mean over the ranks that had positives
+            self.sb_cls_sum += vals[0] / vals[2]
+            self.sb_loc_sum += vals[1] / vals[2]
+        self.sb_iter += 1
+        if self.sb_iter >= self.sb_period:
+            if self.sb_loc_sum > 0:
+                self.sb_weight.copy_((self.sb_cls_sum + self.sb_loc_sum) / self.sb_loc_sum)
+            self.sb_cls_sum.zero_()
+            self.sb_loc_sum.zero_()
+            self.sb_iter.zero_()
+
+
+def _f64(t: torch.Tensor) -> dict:
+    return {"dtype": torch.float64, "device": t.device}
