@@ -12,3 +12,5 @@ __all__ = [
     "ensure_generated",
     "register_synthetic_datasets",
 ]
+
+from d2_boxunc.data import tiny  # noqa: E402,F401  (registers boxunc_synth_val_tiny)
