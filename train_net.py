@@ -37,6 +37,7 @@ from detectron2.engine import (
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("d2_boxunc")
 
@@ -112,6 +113,9 @@ def main(args) -> dict | None:
     cfg = load_config(args.config_file, args.opts, synthetic=args.synthetic)
     check_datasets(cfg)
     default_setup(cfg, args)
+    # default_setup shows detectron2's and fvcore's logs; show this package's too
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="d2_boxunc",
+                 abbrev_name="d2bu")  # fmt: skip
 
     if args.eval_only:
         model = instantiate(cfg.model)
