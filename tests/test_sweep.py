@@ -55,6 +55,7 @@ def test_two_point_sweep_runs_and_resumes(tmp_path, capsys):
         "--config-file", KL_VARVOTE, "--eval-only", "--synthetic",
         "--test-dataset", "boxunc_synth_val_tiny",
         "--grid", f"{SIGMA_T}=[0.005,0.04]", "--output", str(out),
+        "model.proposal_generator.post_nms_topk=[500,50]",  # a random model: keep NMS work small
     ]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr()
     with open(out / "results.csv") as f:
