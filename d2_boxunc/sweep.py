@@ -254,15 +254,29 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--config-file", help="LazyConfig file (or config_file in the sweep file)")
-    p.add_argument("--sweep-file", help="YAML sweep definition, e.g. configs/sweeps/kl_sigma_t.yaml")
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=[V1,V2]",
-                   help="an axis of the grid; repeat for more (replaces the sweep file's key)")
+    p.add_argument(
+        "--sweep-file", help="YAML sweep definition, e.g. configs/sweeps/kl_sigma_t.yaml"
+    )
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=[V1,V2]",
+        help="an axis of the grid; repeat for more (replaces the sweep file's key)",
+    )
     p.add_argument("--eval-only", action="store_true", default=None)
-    p.add_argument("--synthetic", action="store_true", default=None,
-                   help="CPU-sized runs on the synthetic set (train_net.py --synthetic)")
-    p.add_argument("--test-dataset", metavar="NAME",
-                   help="evaluate on this registered dataset (sets dataloader.test.dataset.names "
-                        "and dataloader.evaluator.dataset_name), e.g. boxunc_synth_val_tiny")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        default=None,
+        help="CPU-sized runs on the synthetic set (train_net.py --synthetic)",
+    )
+    p.add_argument(
+        "--test-dataset",
+        metavar="NAME",
+        help="evaluate on this registered dataset (sets dataloader.test.dataset.names "
+        "and dataloader.evaluator.dataset_name), e.g. boxunc_synth_val_tiny",
+    )
     p.add_argument("--output", help="sweep folder (default output/sweeps/<sweep or config name>)")
     p.add_argument("--num-gpus", type=int, default=1)
     p.add_argument("--metrics", help="comma-separated task/metric columns (default: AP, oLRP, ...)")

@@ -155,7 +155,9 @@ def _pyplot():
     return plt
 
 
-def save_coverage_plot(levels, observed, path: str, title: str = "Box interval calibration") -> None:
+def save_coverage_plot(
+    levels, observed, path: str, title: str = "Box interval calibration"
+) -> None:
     """Observed vs expected coverage of the predicted +- z sigma intervals (diagonal = ideal)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
@@ -281,7 +283,9 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
             if self._output_dir and len(pred):
                 os.makedirs(self._output_dir, exist_ok=True)
                 save_coverage_plot(
-                    self._levels, coverage, os.path.join(self._output_dir, "coverage_reliability.png")
+                    self._levels,
+                    coverage,
+                    os.path.join(self._output_dir, "coverage_reliability.png"),
                 )
         if ious:
             p, t, s = (np.concatenate(x) for x in zip(*ious))
@@ -294,6 +298,8 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
             )
             if self._output_dir and len(p):
                 os.makedirs(self._output_dir, exist_ok=True)
-                save_iou_reliability_plot(p, t, os.path.join(self._output_dir, "iou_reliability.png"))
+                save_iou_reliability_plot(
+                    p, t, os.path.join(self._output_dir, "iou_reliability.png")
+                )
         logger.info("Box uncertainty:\n  " + "\n  ".join(lines))
         return {"box_uncertainty": results}

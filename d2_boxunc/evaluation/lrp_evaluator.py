@@ -245,7 +245,10 @@ class LRPEvaluator(COCOEvaluator):
             path = os.path.join(self._lrp_output_dir, "lrp_per_class.json")
             with PathManager.open(path, "w") as f:
                 json.dump(
-                    {n: (vars(c) if c is not None else None) for n, c in zip(names, result.per_class)},
+                    {
+                        n: (vars(c) if c is not None else None)
+                        for n, c in zip(names, result.per_class)
+                    },
                     f,
                     indent=1,
                 )

@@ -128,7 +128,9 @@ def test_evaluator_end_to_end_writes_plots(tmp_path):
     e = np.array([-2, 2, 0, -4, 0, 0, 20, 0.0])
     s = np.array([2, 2, 1, 4, 1, 1, 40, 1.0])
     assert res["NLL"] == pytest.approx(np.mean(0.5 * np.log(2 * np.pi * s**2) + 0.5 * (e / s) ** 2))
-    assert res["cov@0.5"] == pytest.approx(100 * 5 / 8)  # |e|/s = 1, 1, 0, 1, 0, 0, 0.5, 0 vs z = 0.674
+    assert res["cov@0.5"] == pytest.approx(
+        100 * 5 / 8
+    )  # |e|/s = 1, 1, 0, 1, 0, 0, 0.5, 0 vs z = 0.674
     assert res["iou_spearman"] == pytest.approx(1.0)
     assert (out / "coverage_reliability.png").stat().st_size > 1000
     assert (out / "iou_reliability.png").stat().st_size > 1000

@@ -28,8 +28,14 @@ def coco_json(path, anns, num_images=2, crowd=()):
                    for i in range(1, num_images + 1)],  # fmt: skip
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
         "annotations": [
-            {"id": j + 1, "image_id": img, "category_id": cat, "bbox": box,
-             "area": box[2] * box[3], "iscrowd": int(j in crowd)}  # fmt: skip
+            {
+                "id": j + 1,
+                "image_id": img,
+                "category_id": cat,
+                "bbox": box,
+                "area": box[2] * box[3],
+                "iscrowd": int(j in crowd),
+            }  # fmt: skip
             for j, (img, cat, box) in enumerate(anns)
         ],
     }
@@ -172,8 +178,8 @@ def test_agrees_with_brute_force_on_random_scenes(tmp_path):
         dets = []
         for img, g in gt_boxes:  # jittered copies, some duplicated, plus random false positives
             for _ in range(rng.integers(0, 3)):
-                box = [g[0] + rng.normal(0, 8), g[1] + rng.normal(0, 8), g[2] * rng.uniform(0.8, 1.2),
-                       g[3] * rng.uniform(0.8, 1.2)]  # fmt: skip
+                x, y = g[0] + rng.normal(0, 8), g[1] + rng.normal(0, 8)
+                box = [x, y, g[2] * rng.uniform(0.8, 1.2), g[3] * rng.uniform(0.8, 1.2)]
                 dets.append(det(img, 1, [float(v) for v in box], float(rng.uniform())))
         for _ in range(4):
             x, y = rng.uniform(0, 300, 2)
@@ -204,8 +210,11 @@ def test_evaluator_end_to_end(tmp_path):
         ev.process(
             [{"image_id": 1}, {"image_id": 2}],
             [
-                instances([[0, 0, 75, 100], [100, 300, 50, 50], [200, 0, 100, 80]],
-                          [0.9, 0.8, 0.7], [0, 0, 0]),  # fmt: skip
+                instances(
+                    [[0, 0, 75, 100], [100, 300, 50, 50], [200, 0, 100, 80]],
+                    [0.9, 0.8, 0.7],
+                    [0, 0, 0],
+                ),  # fmt: skip
                 instances([[0, 200, 60, 100], [300, 300, 50, 50]], [0.95, 0.3], [1, 1]),
             ],
         )
