@@ -147,11 +147,11 @@ def run_sweep(config_file: str, grid: dict[str, list], output: str, *, eval_only
             continue
         os.makedirs(folder, exist_ok=True)
         start = time.time()
-        with open(os.path.join(folder, "log.txt"), "w") as f:
+        with open(os.path.join(folder, "stdout.txt"), "w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
         ok = rc == 0 and os.path.isfile(os.path.join(folder, "eval_results.json"))
         record["status"] = "done" if ok else f"failed (exit {rc})"
-        log(f"{tag}: {record['status']} in {time.time() - start:.0f}s ({folder}/log.txt)")
+        log(f"{tag}: {record['status']} in {time.time() - start:.0f}s ({folder}/stdout.txt)")
     return records
 
 
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {csv_path}, {md_path}, {png}")
     failed = [r for r in records if r["status"] != "done"]
     if failed:
-        print(f"{len(failed)} point(s) failed; see their log.txt", file=sys.stderr)
+        print(f"{len(failed)} point(s) failed; see their stdout.txt", file=sys.stderr)
         return 1
     return 0
 

@@ -68,7 +68,7 @@ def test_two_point_sweep_runs_and_resumes(tmp_path, capsys):
         assert "lrp/oLRP_FN" in r
     assert "| status" in (out / "results.md").read_text().splitlines()[0]
     assert (out / "results.png").stat().st_size > 1000
-    logs = sorted(glob.glob(str(out / "points" / "*" / "log.txt")))
+    logs = sorted(glob.glob(str(out / "points" / "*" / "stdout.txt")))
     assert [os.path.basename(os.path.dirname(p)) for p in logs] == [
         "sigma_t_0.005", "sigma_t_0.04"]  # fmt: skip
     mtimes = [os.path.getmtime(p) for p in logs]
