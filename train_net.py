@@ -10,7 +10,9 @@ Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
 ``--synthetic`` applies :func:`d2_boxunc.config.to_synthetic` before the ``key=value`` overrides.
 On a machine without a GPU, ``--num-gpus N`` starts N CPU worker processes (gloo backend).
 The config file must define ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier`` and
-``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``.
+``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``; oLRP (and, for models that
+predict box sigma or IoU, box-uncertainty calibration) is reported next to it
+(:func:`d2_boxunc.evaluation.build.add_box_quality_evaluators`).
 """
 
 import json
@@ -20,6 +22,7 @@ import sys
 
 import d2_boxunc  # noqa: F401  (fills registries before any config is built)
 from d2_boxunc.config.cli import ConfigError, check_datasets, load_config
+from d2_boxunc.evaluation.build import add_box_quality_evaluators
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import (
@@ -34,6 +37,7 @@ from detectron2.engine import (
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 logger = logging.getLogger("d2_boxunc")
 
@@ -47,9 +51,12 @@ def do_test(cfg, model) -> dict:
     """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(
-        model, instantiate(cfg.dataloader.test), instantiate(cfg.dataloader.evaluator)
+    # the config's evaluator (COCO AP) plus oLRP and, for models with sigma / IoU outputs,
+    # box-uncertainty calibration
+    evaluator = add_box_quality_evaluators(
+        cfg, instantiate(cfg.dataloader.evaluator), cfg.train.output_dir
     )
+    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
     if comm.is_main_process() and results:
         print_csv_format(results)
         os.makedirs(cfg.train.output_dir, exist_ok=True)
@@ -106,6 +113,9 @@ def main(args) -> dict | None:
     cfg = load_config(args.config_file, args.opts, synthetic=args.synthetic)
     check_datasets(cfg)
     default_setup(cfg, args)
+    # default_setup shows detectron2's and fvcore's logs; show this package's too
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="d2_boxunc",
+                 abbrev_name="d2bu")  # fmt: skip
 
     if args.eval_only:
         model = instantiate(cfg.model)

@@ -1,4 +1,6 @@
-"""Draw a model's detections with detectron2's Visualizer.
+"""Draw a model's detections with detectron2's Visualizer, with their localisation quality:
+dashed +-sigma extents for ``pred_boxes_std`` (KL-Loss) and the predicted IoU in the label for
+``pred_ious`` (IoU-Net).
 
     python -m d2_boxunc.visualize --config-file X.py --checkpoint model_final.pth \\
         --synthetic --num-images 4 --output detections.png
@@ -42,10 +44,46 @@ def draw_predictions(model, cfg, dataset_dict: dict, score_thresh: float = 0.3) 
     names = cfg.dataloader.test.dataset.names
     metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
     vis = Visualizer(image, metadata=metadata)
-    vis.draw_instance_predictions(instances)
+    draw_detections(vis, instances)
     if instances.has("pred_boxes_std"):
         draw_std_extents(vis, instances)
     return vis.output.get_image()
+
+
+def quality_labels(instances, class_names: list[str] | None = None) -> list[str]:
+    """``"<class> <score>%"`` labels, with ``" IoU <pred_iou>"`` appended when the instances
+    carry ``pred_ious`` (IoU-Net's predicted localisation quality)."""
+    n = len(instances)
+    classes = instances.pred_classes.tolist() if instances.has("pred_classes") else [None] * n
+    scores = instances.scores.tolist() if instances.has("scores") else [None] * n
+    ious = instances.pred_ious.reshape(-1).tolist() if instances.has("pred_ious") else [None] * n
+    labels = []
+    for c, s, q in zip(classes, scores, ious):
+        parts = []
+        if c is not None:
+            parts.append(class_names[c] if class_names and c < len(class_names) else str(c))
+        if s is not None:
+            parts.append(f"{s * 100:.0f}%")
+        if q is not None:
+            parts.append(f"IoU {q:.2f}")
+        labels.append(" ".join(parts))
+    return labels
+
+
+def draw_detections(vis: Visualizer, instances) -> None:
+    """``vis.draw_instance_predictions``, but labels show the predicted IoU when present."""
+    if not instances.has("pred_ious"):
+        vis.draw_instance_predictions(instances)
+        return
+    masks = None
+    if instances.has("pred_masks"):
+        masks = np.asarray(instances.pred_masks)
+    vis.overlay_instances(
+        boxes=instances.pred_boxes if instances.has("pred_boxes") else None,
+        masks=masks,
+        labels=quality_labels(instances, vis.metadata.get("thing_classes", None)),
+        alpha=0.5,
+    )
 
 
 def draw_std_extents(vis: Visualizer, instances, k: float = 1.0) -> None:

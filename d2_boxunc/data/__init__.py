@@ -19,3 +19,5 @@ from d2_boxunc.data.ssd_augmentation import (  # noqa: E402, F401
     PhotometricDistort,
     ssd_augmentations,
 )
+
+from d2_boxunc.data import tiny  # noqa: E402,F401  (registers boxunc_synth_val_tiny)

@@ -1,3 +1,9 @@
 """Dataset evaluators (detectron2 ``DatasetEvaluator``s) for localisation quality."""
 
 __all__: list[str] = []
+
+from .box_uncertainty_evaluator import BoxUncertaintyEvaluator  # noqa: E402
+from .build import add_box_quality_evaluators  # noqa: E402
+from .lrp_evaluator import LRPEvaluator  # noqa: E402
+
+__all__ += ["BoxUncertaintyEvaluator", "LRPEvaluator", "add_box_quality_evaluators"]
