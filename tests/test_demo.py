@@ -30,7 +30,8 @@ def test_demo_prints_the_ablation_table_and_saves_outputs(kl_demo):
     out, stdout = kl_demo
     for label in ("| + KL-Loss ", "| + KL-Loss + var voting ", "| + KL-Loss + var voting + soft-NMS"):
         assert label in stdout, stdout[-3000:]
-    assert "AP50" in stdout and "KL-Loss: sigma vs |error|" in stdout
+    assert "AP50" in stdout and "oLRP" in stdout and "KL-Loss: sigma vs |error|" in stdout
+    assert "with the true box as RoI" in stdout
     assert os.path.getsize(out / "kl" / "detections.png") > 10_000
     with open(out / "results.md") as f:
         assert "+ KL-Loss + var voting + soft-NMS" in f.read()
@@ -56,6 +57,8 @@ def test_predicted_sigma_tracks_the_error(kl_demo):
         report = json.load(f)
     assert report["num_matched"] >= 30, report
     assert report["spearman_sigma_vs_error"] > 0.1, report
+    assert report["num_blurred"] + report["num_sharp"] > report["num_matched"] * 0.5, report
+    assert 0.0 < report["rel_sigma_at_gt_blurred"] < 1.0, report
 
 
 def test_demo_rejects_unknown_method():
