@@ -96,16 +96,14 @@ METHODS: dict[str, Method] = {
     "iounet": Method(
         config=f"{IOUNET}_1x.py",
         label="IoU-Net: IoU-NMS + refine (I1)",
+        # 1000 jittered RoIs per image go with 512 R-CNN RoIs; the synthetic switch samples 128
+        overrides=["model.roi_heads.iou_roi_generator.num_samples=256"],
         variants=[
             Variant("IoU-Net: IoU head off (I1a)", config=f"{IOUNET}_1x_nohead.py"),
             Variant("IoU-Net: + IoU-guided NMS, no refine (I1b)", config=f"{IOUNET}_1x_iounms.py"),
             Variant(
-                "IoU-Net: + refine, lambda 2",
-                config=f"{IOUNET}_2x_refine.py",
-                overrides=["model.roi_heads.refine_lambda=2.0"],
-            ),
-            Variant(
                 "IoU-Net: improved (key cls x IoU, lambda 2)",
+                config=f"{IOUNET}_2x_refine.py",
                 overrides=["model.roi_heads.refine_lambda=2.0",
                            "model.roi_heads.test_nms_key=cls_x_iou"],
             ),

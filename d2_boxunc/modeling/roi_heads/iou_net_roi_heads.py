@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, cat, nonzero_tuple
-from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
@@ -363,7 +363,9 @@ class IoUNetROIHeads(StandardROIHeads):
         IoU of each box's own class; a box stops when ``|dIoU| < Omega1`` or ``dIoU < Omega2``
         (the step that triggered the stop is kept). Gradients go only to a fresh box leaf through
         ``torch.autograd.grad``, under ``enable_grad`` (works inside ``no_grad`` and
-        ``inference_mode``); parameters' ``.grad`` are never touched.
+        ``inference_mode``); parameters' ``.grad`` are never touched. The FPN level of each box
+        is chosen once, from its starting size (the level choice has no gradient anyway, §2.4),
+        and the boxes are processed grouped by level, which avoids ROIPooler's scatter per step.
 
         Returns:
             (refined boxes, their predicted IoUs), one Tensor per image.
@@ -380,11 +382,22 @@ class IoUNetROIHeads(StandardROIHeads):
             img = torch.repeat_interleave(torch.arange(num_images, device=device),
                                           torch.tensor(counts, device=device))  # fmt: skip
             hw = torch.tensor(image_sizes, dtype=B.dtype, device=device)[img]
+            levels = self._fixed_levels(B)
+            # work in level-sorted order (stable: image order kept inside a level)
+            perm = torch.argsort(levels, stable=True)
+            B, C, img, hw, levels = B[perm], C[perm], img[perm], hw[perm], levels[perm]
+            num_levels = len(feats)
 
             def evaluate(idx: Tensor, with_grad: bool):
                 b = B[idx].clone().requires_grad_(with_grad)
-                split = torch.bincount(img[idx], minlength=num_images).tolist()
-                iou = self.predict_ious(feats, list(b.split(split)), C[idx])
+                per_level = torch.bincount(levels[idx], minlength=num_levels).tolist()
+                rois = torch.cat([img[idx].to(b.dtype)[:, None], b], dim=1)
+                pooled = [
+                    self._level_pool(lvl, feats[lvl], r)
+                    for lvl, r in enumerate(rois.split(per_level)) if r.shape[0]
+                ]  # fmt: skip
+                raw = self.iou_head(torch.cat(pooled))
+                iou = self.iou_head.predict_iou(self.iou_head.select(raw, C[idx]))
                 if not with_grad:
                     return iou.detach(), None
                 (g,) = torch.autograd.grad(iou.sum(), b)
@@ -407,4 +420,19 @@ class IoUNetROIHeads(StandardROIHeads):
                 if active.numel() == 0 or last:
                     break
                 grad = new_grad[go_on]
-        return list(B.detach().split(counts)), list(ious.split(counts))
+            inv = torch.empty_like(perm)
+            inv[perm] = torch.arange(len(perm), device=device)
+            B, ious = B[inv].detach(), ious[inv]
+        return list(B.split(counts)), list(ious.split(counts))
+
+    def _fixed_levels(self, boxes: Tensor) -> Tensor:
+        pooler = self.iou_pooler
+        if len(pooler.level_poolers) == 1:
+            return torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
+        return assign_boxes_to_levels(
+            [Boxes(boxes)], pooler.min_level, pooler.max_level, pooler.canonical_box_size,
+            pooler.canonical_level,
+        )  # fmt: skip
+
+    def _level_pool(self, level: int, feature: Tensor, rois: Tensor) -> Tensor:
+        return self.iou_pooler.level_poolers[level](feature, rois)
