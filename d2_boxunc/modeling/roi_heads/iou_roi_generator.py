@@ -20,6 +20,7 @@ RoIs and a run is reproducible.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -40,12 +41,13 @@ def _squash(values: Tensor) -> Tensor:
     return lo + u * u * (hi - lo)
 
 
+@functools.lru_cache(maxsize=4)
 def build_jitter_lattice(num_steps: int = 16) -> tuple[Tensor, Tensor]:
     """The full transform lattice and the IoU of each transform with the original box.
 
     Returns:
         (Tensor[N, 4] float64 of (dx, dy, sw, sh), Tensor[N] float64 IoUs); with the default
-        ``num_steps = 16``, N = 31 * 31 * 16 * 16 = 246,016.
+        ``num_steps = 16``, N = 31 * 31 * 16 * 16 = 246,016. Cached: do not modify in place.
     """
     if num_steps < 2:
         raise ValueError(f"num_steps must be >= 2, got {num_steps}")
