@@ -104,8 +104,10 @@ METHODS: dict[str, Method] = {
             Variant(
                 "IoU-Net: improved (key cls x IoU, lambda 2)",
                 config=f"{IOUNET}_2x_refine.py",
-                overrides=["model.roi_heads.refine_lambda=2.0",
-                           "model.roi_heads.test_nms_key=cls_x_iou"],
+                overrides=[
+                    "model.roi_heads.refine_lambda=2.0",
+                    "model.roi_heads.test_nms_key=cls_x_iou",
+                ],
             ),
         ],
         report=iounet_report,

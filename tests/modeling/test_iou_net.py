@@ -132,12 +132,17 @@ def make_heads(iou_head=None, iou_pooler=None, **kwargs):
         box_pooler=PrRoIPooler(7, SCALES),
         box_head=box_head,
         box_predictor=FastRCNNOutputLayers(
-            box_head.output_shape, box2box_transform=Box2BoxTransform((10, 10, 5, 5)),
-            num_classes=K, test_score_thresh=0.05, test_topk_per_image=50,
+            box_head.output_shape,
+            box2box_transform=Box2BoxTransform((10, 10, 5, 5)),
+            num_classes=K,
+            test_score_thresh=0.05,
+            test_topk_per_image=50,
         ),  # fmt: skip
         iou_pooler=iou_pooler or PrRoIPooler(7, SCALES),
-        iou_head=iou_head or IoUHead(ShapeSpec(channels=C, height=7, width=7), num_classes=K,
-                                     fc_dims=[32, 32]),  # fmt: skip
+        iou_head=iou_head
+        or IoUHead(
+            ShapeSpec(channels=C, height=7, width=7), num_classes=K, fc_dims=[32, 32]
+        ),  # fmt: skip
         iou_roi_generator=IoURoIGenerator(num_samples=64, seed=0),
         **kwargs,
     )
@@ -145,7 +150,9 @@ def make_heads(iou_head=None, iou_pooler=None, **kwargs):
 
 def make_features(n=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(n, C, IMAGE[0] // s, IMAGE[1] // s, generator=g) for k, s in STRIDES.items()}
+    return {
+        k: torch.randn(n, C, IMAGE[0] // s, IMAGE[1] // s, generator=g) for k, s in STRIDES.items()
+    }
 
 
 def make_proposals(n_images=2, n=20, seed=0, empty=()):
@@ -356,3 +363,14 @@ def test_yacs_builds_iou_net_heads():
     cfg.MODEL.ROI_IOU_HEAD.NMS_TYPE = "soft"
     with pytest.raises(ValueError, match="test_nms_type"):
         build_roi_heads(cfg, shapes)
+
+
+def test_class_agnostic_iou_head_inference():
+    head = IoUHead(ShapeSpec(channels=C, height=7, width=7), num_classes=K, fc_dims=[16],
+                   class_agnostic=True)  # fmt: skip
+    assert head.fc_iou.out_features == 1
+    heads = make_heads(iou_head=head).eval()
+    with torch.no_grad():
+        out, _ = heads(None, make_features(), make_proposals())
+    for inst in out:
+        _check_instances(inst)

@@ -136,4 +136,3 @@ class IoUHead(nn.Module):
             norm_target = (target - 0.5) / 0.5  # paper: targets normalised to [-1, 1]
             loss = F.smooth_l1_loss(pred, norm_target, beta=self.smooth_l1_beta, reduction="sum")
         return self.loss_weight * loss / pred.shape[0]
-

@@ -149,8 +149,12 @@ class IoUNetROIHeads(StandardROIHeads):
             iou_pooler=PrRoIPooler(output_size=res, scales=scales, aligned=h.POOLER_ALIGNED),
             iou_head=build_iou_head(cfg, ShapeSpec(channels=channels, height=res, width=res)),
             iou_roi_generator=IoURoIGenerator(
-                num_samples=h.NUM_SAMPLES, sampler=h.SAMPLER, per_iou=h.PER_IOU,
-                pre_sample=h.PRE_SAMPLE, min_iou=h.MIN_IOU, seed=h.SEED,
+                num_samples=h.NUM_SAMPLES,
+                sampler=h.SAMPLER,
+                per_iou=h.PER_IOU,
+                pre_sample=h.PRE_SAMPLE,
+                min_iou=h.MIN_IOU,
+                seed=h.SEED,
             ),  # fmt: skip
             test_iou_head=h.TEST_ON,
             test_nms_type=h.NMS_TYPE,

@@ -56,7 +56,9 @@ def build_jitter_lattice(num_steps: int = 16) -> tuple[Tensor, Tensor]:
     scales = _squash(
         torch.linspace(math.sqrt(1.0 / 3.0), math.sqrt(3.0), num_steps, dtype=torch.float64)
     )
-    dx, dy, sw, sh = (g.reshape(-1) for g in torch.meshgrid(shifts, shifts, scales, scales, indexing="ij"))
+    dx, dy, sw, sh = (
+        g.reshape(-1) for g in torch.meshgrid(shifts, shifts, scales, scales, indexing="ij")
+    )
     # IoU against the unit square centred at the origin (IoU is scale invariant).
     ix = (torch.clamp(dx + sw / 2, max=0.5) - torch.clamp(dx - sw / 2, min=-0.5)).clamp(min=0)
     iy = (torch.clamp(dy + sh / 2, max=0.5) - torch.clamp(dy - sh / 2, min=-0.5)).clamp(min=0)
@@ -154,7 +156,9 @@ class IoURoIGenerator(nn.Module):
             if members.numel() <= per_bin:
                 out.append(members)
             else:
-                out.append(members[torch.randperm(members.numel(), generator=self.generator)[:per_bin]])
+                out.append(
+                    members[torch.randperm(members.numel(), generator=self.generator)[:per_bin]]
+                )
         return torch.cat(out)
 
     def _subsample(self, n: int, k: int) -> Tensor:
