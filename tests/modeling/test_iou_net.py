@@ -374,3 +374,30 @@ def test_class_agnostic_iou_head_inference():
         out, _ = heads(None, make_features(), make_proposals())
     for inst in out:
         _check_instances(inst)
+
+
+def test_iou_report_correlations_and_scatter(tmp_path):
+    from detectron2.structures import BoxMode
+
+    from d2_boxunc.evaluation.iou_report import iou_report, save_iou_scatter
+
+    gt = [10.0, 10.0, 60.0, 50.0]
+    d = {"annotations": [{"bbox": gt, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1}]}
+    shifts = torch.linspace(0.0, 12.0, 8)
+    boxes = torch.tensor(gt)[None] + torch.stack([shifts, shifts * 0, shifts, shifts * 0], 1)
+    inst = Instances((100, 100))
+    inst.pred_boxes = Boxes(boxes)
+    inst.pred_classes = torch.ones(8, dtype=torch.long)
+    true = pairwise_iou(Boxes(boxes), Boxes(torch.tensor([gt])))[:, 0]
+    inst.pred_ious = true * 0.5 + 0.3  # monotone in the true IoU
+    inst.cls_scores = torch.linspace(0.2, 0.9, 8)  # anti-correlated with it
+    inst.scores = inst.cls_scores * inst.pred_ious
+    report = iou_report([(d, inst)])
+    assert report.num_detections == int((true >= 0.5).sum()) >= 3
+    assert report.spearman_pred_iou == pytest.approx(1.0)
+    assert report.pearson_pred_iou == pytest.approx(1.0, abs=1e-5)
+    assert report.spearman_cls_score == pytest.approx(-1.0)
+    save_iou_scatter(report, str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    inst.pred_classes = torch.zeros(8, dtype=torch.long)  # wrong class: true IoU 0, none kept
+    assert iou_report([(d, inst)]).num_detections == 0
