@@ -79,7 +79,25 @@ def alrp_report(model, cfg, out: str) -> list[str]:
             f"(started at 50, updated once per epoch)"]
 
 
+def iounet_report(model, cfg, out: str) -> list[str]:
+    """IoU-Net (Fig. 2 claim): does the predicted IoU track the true IoU better than the class
+    score? Saves ``iou_scatter.png`` and ``iou_report.json`` for the validation detections."""
+    from detectron2.data import DatasetCatalog
+
+    from d2_boxunc.evaluation.iou_report import iou_report, save_iou_scatter
+    from d2_boxunc.evaluation.sigma_report import predict_dataset
+
+    dicts = DatasetCatalog.get(cfg.dataloader.test.dataset.names)
+    report = iou_report(predict_dataset(model, cfg, dicts))
+    with open(os.path.join(out, "iou_report.json"), "w") as f:
+        json.dump(report.as_dict(), f, indent=2)
+    path = os.path.join(out, "iou_scatter.png")
+    save_iou_scatter(report, path)
+    return [f"IoU-Net: {line}" for line in report.lines()] + [f"IoU-Net: saved {path}"]
+
+
 KL = "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x"
+IOUNET = "configs/IoUNet/iounet_faster_rcnn_R_50_FPN"
 METHODS: dict[str, Method] = {
     "baseline": Method(
         config="configs/Baselines/faster_rcnn_R_50_FPN_1x.py",
@@ -93,6 +111,25 @@ METHODS: dict[str, Method] = {
             Variant("+ KL-Loss + var voting + soft-NMS", config=f"{KL}_varvote_softnms.py"),
         ],
         report=kl_report,
+    ),
+    "iounet": Method(
+        config=f"{IOUNET}_1x.py",
+        label="IoU-Net: IoU-NMS + refine (I1)",
+        # 1000 jittered RoIs per image go with 512 R-CNN RoIs; the synthetic switch samples 128
+        overrides=["model.roi_heads.iou_roi_generator.num_samples=256"],
+        variants=[
+            Variant("IoU-Net: IoU head off (I1a)", config=f"{IOUNET}_1x_nohead.py"),
+            Variant("IoU-Net: + IoU-guided NMS, no refine (I1b)", config=f"{IOUNET}_1x_iounms.py"),
+            Variant(
+                "IoU-Net: improved (key cls x IoU, lambda 2)",
+                config=f"{IOUNET}_2x_refine.py",
+                overrides=[
+                    "model.roi_heads.refine_lambda=2.0",
+                    "model.roi_heads.test_nms_key=cls_x_iou",
+                ],
+            ),
+        ],
+        report=iounet_report,
     ),
     # RetinaNet rows of ALGORITHMS.md §6 (A1 and its focal-loss twin): same anchors and recipe.
     # The paper configs train through d2_boxunc's box-aware SSD mapper; the synthetic switch

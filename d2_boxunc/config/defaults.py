@@ -44,7 +44,40 @@ def _add_iou_loss_config(cfg: CN) -> None:
 
 # ---- IoU-Net (d2_boxunc.modeling.roi_heads.iou_net_roi_heads) --------------------------------
 def _add_iounet_config(cfg: CN) -> None:
-    pass
+    """``MODEL.ROI_HEADS.NAME: IoUNetROIHeads`` reads these (ALGORITHMS.md §3, row I1 defaults).
+    ``MODEL.ROI_BOX_HEAD.POOLER_TYPE: PrRoIPool`` pools the R-CNN branch with PrRoIPool too."""
+    h = cfg.MODEL.ROI_IOU_HEAD = CN()
+    h.NAME = "IoUHead"
+    h.IN_FEATURES = []  # [] = MODEL.ROI_HEADS.IN_FEATURES
+    h.POOLER_RESOLUTION = 7
+    h.POOLER_ALIGNED = True  # PrRoIPool -0.5 shift like ROIAlignV2; False = official op
+    h.NUM_FC = 2
+    h.FC_DIM = 1024
+    h.CLS_AGNOSTIC = False  # paper: class-aware
+    h.INIT_STD = 0.01  # fc_iou ~ N(0, 0.01^2)
+    h.LOSS_TYPE = "smooth_l1"  # "smooth_l1" (paper, targets on [-1, 1]) | "bce" (thisisi3)
+    h.LOSS_WEIGHT = 5.0
+    h.SMOOTH_L1_BETA = 1.0
+    # jittered training RoIs (IoURoIGenerator)
+    h.SAMPLER = "per_image"  # "per_image" | "per_iou"
+    h.NUM_SAMPLES = 1000  # per image (cap for "per_iou")
+    h.PER_IOU = 50  # per IoU bin per GT ("per_iou")
+    h.PRE_SAMPLE = 4000  # lattice transforms kept per IoU bin
+    h.MIN_IOU = 0.5
+    h.SEED = 0  # rank r draws from SEED + r
+    # inference (each stage switchable)
+    h.TEST_ON = True  # False: plain fast_rcnn_inference (row I1a)
+    h.NMS_TYPE = "iou_guided"  # "iou_guided" | "standard"
+    h.NMS_KEY = "iou"  # "iou" (paper) | "cls_x_iou" (thisisi3)
+    h.NMS_CLASS_BOXES = "argmax"  # "argmax" (thisisi3) | "per_class"
+    h.PRE_REFINE_TOPK = 100
+    h.REFINE = True
+    h.REFINE_LAMBDA = 0.5  # paper; thisisi3 "improved" 2.0
+    h.REFINE_STEPS = 5
+    h.REFINE_OMEGA1 = 0.001
+    h.REFINE_OMEGA2 = -0.01
+    h.REFINE_CLIP = True
+    h.FINAL_SCORE = "cls_x_iou"  # "cls" | "cls_x_iou"
 
 
 # ---- aLRP / AP Loss RetinaNet (d2_boxunc.modeling.meta_arch) ---------------------------------

@@ -1,0 +1,14 @@
+"""I1 on the 2x schedule (180k iterations, steps 120k/160k), refinement on: the full IoU-Net
+pipeline (IoU-guided NMS + refinement) with the refinement knobs (``model.roi_heads.refine_lambda``,
+``refine_steps``, ``refine_omega1/2``) exposed for sweeps.  Compare with detectron2's 2x Faster
+R-CNN (``configs/Baselines/faster_rcnn_R_50_FPN_2x.py``)."""
+
+from detectron2.model_zoo import get_config
+
+from .iounet_faster_rcnn_R_50_FPN_1x import dataloader, model, optimizer, train
+
+lr_multiplier = get_config("common/coco_schedule.py").lr_multiplier_2x
+train.max_iter = 180000
+model.roi_heads.refine = True
+model.roi_heads.refine_lambda = 0.5
+train.output_dir = "./output/iounet_faster_rcnn_R_50_FPN_2x_refine"

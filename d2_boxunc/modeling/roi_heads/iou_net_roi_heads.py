@@ -1,0 +1,442 @@
+"""IoU-Net ROI heads (Jiang et al., ECCV 2018): an IoU branch beside the R-CNN branch, IoU-guided
+NMS and optimisation-based box refinement. Spec: ALGORITHMS.md §3.
+
+Training adds ``loss_iou``: the IoU head (:class:`~d2_boxunc.modeling.roi_heads.iou_head.IoUHead`)
+on PrRoIPool features of IoU-balanced jittered ground-truth boxes
+(:class:`~d2_boxunc.modeling.roi_heads.iou_roi_generator.IoURoIGenerator`); the R-CNN losses are
+detectron2's, on RPN proposals.
+
+Inference (§3.3), each stage switchable so that every ablation row is an eval-only variant of one
+checkpoint:
+
+1. softmax scores and regressed boxes (clipped) from the R-CNN branch;
+2. ``test_iou_head=False``: detectron2's ``fast_rcnn_inference`` (row I1a; no ``pred_ious``);
+3. otherwise the IoU head scores the regressed boxes (the argmax-class box of each proposal,
+   shared by all its candidates, or each class's own box with ``test_nms_class_boxes="per_class"``);
+4. candidates with cls score >= ``test_score_thresh``, per-class NMS: ``test_nms_type="iou_guided"``
+   (key ``"iou"`` = paper, ``"cls_x_iou"`` = thisisi3's improvement; a kept box's score is its
+   cluster's max cls score) or ``"standard"`` (detectron2's NMS on the cls score);
+5. with ``refine=True``: the top ``test_pre_refine_topk`` are refined by gradient ascent on their
+   predicted IoU (§3.4), all boxes of all images in one batch;
+6. score: ``final_score="cls"`` or ``"cls_x_iou"`` (x the IoU after refinement); top
+   ``test_topk_per_image``.
+
+Output Instances carry ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_ious`` (predicted IoU
+of the output box, its own class) and ``cls_scores`` (the cls score before any IoU factor).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import Tensor, nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, batched_nms, cat, nonzero_tuple
+from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils.events import get_event_storage
+
+from d2_boxunc.layers import batched_iou_guided_nms
+from d2_boxunc.modeling.poolers import PrRoIPooler
+from d2_boxunc.modeling.roi_heads.iou_roi_generator import IoURoIGenerator
+from d2_boxunc.modeling.roi_heads.registry import build_iou_head
+
+__all__ = ["IoUNetROIHeads"]
+
+logger = logging.getLogger(__name__)
+
+NMS_TYPES = ("standard", "iou_guided")
+NMS_KEYS = ("iou", "cls_x_iou")
+CLASS_BOXES = ("argmax", "per_class")
+FINAL_SCORES = ("cls", "cls_x_iou")
+MIN_SIZE = 1e-2  # refined boxes keep x2 >= x1 + MIN_SIZE (spec §3.4 robustness)
+
+
+def _check(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+@ROI_HEADS_REGISTRY.register()
+class IoUNetROIHeads(StandardROIHeads):
+    """``StandardROIHeads`` plus IoU-Net's IoU branch. See the module docstring."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        iou_pooler: ROIPooler,
+        iou_head: nn.Module,
+        iou_roi_generator: IoURoIGenerator,
+        iou_in_features: list[str] | None = None,
+        test_iou_head: bool = True,
+        test_nms_type: str = "iou_guided",
+        test_nms_key: str = "iou",
+        test_nms_class_boxes: str = "argmax",
+        test_pre_refine_topk: int = 100,
+        refine: bool = True,
+        refine_lambda: float = 0.5,
+        refine_steps: int = 5,
+        refine_omega1: float = 0.001,
+        refine_omega2: float = -0.01,
+        refine_clip: bool = True,
+        final_score: str = "cls_x_iou",
+        **kwargs,
+    ):
+        """
+        Args (beyond :class:`StandardROIHeads`'s):
+            iou_pooler (ROIPooler): pooler of the IoU branch; must be a :class:`PrRoIPooler` for
+                refinement (box coordinates need gradients).
+            iou_head (nn.Module): an :class:`IoUHead` (``forward``, ``select``, ``predict_iou``,
+                ``losses``).
+            iou_roi_generator (IoURoIGenerator): jittered training RoIs.
+            iou_in_features (list[str]): feature maps of the IoU branch. Default: box_in_features.
+            test_iou_head (bool): run the IoU branch at test time (False = row I1a).
+            test_nms_type (str): ``"iou_guided"`` or ``"standard"``.
+            test_nms_key (str): IoU-guided NMS ranking key, ``"iou"`` (paper) or ``"cls_x_iou"``.
+            test_nms_class_boxes (str): ``"argmax"`` (thisisi3: every class's candidate uses the
+                argmax-class box) or ``"per_class"`` (each class's own regressed box).
+            test_pre_refine_topk (int): boxes per image kept for refinement (paper 100).
+            refine (bool): optimisation-based refinement (paper Alg. 2).
+            refine_lambda (float): step size lambda (paper 0.5, thisisi3 "improved" 2.0).
+            refine_steps (int): T. refine_omega1 (float): early-stop |delta IoU| threshold.
+            refine_omega2 (float): degeneration tolerance (stop when delta IoU < it).
+            refine_clip (bool): clip refined boxes to the image and keep them non-inverted.
+            final_score (str): ``"cls"`` or ``"cls_x_iou"`` (score x predicted IoU).
+        """
+        super().__init__(**kwargs)
+        _check("test_nms_type", test_nms_type, NMS_TYPES)
+        _check("test_nms_key", test_nms_key, NMS_KEYS)
+        _check("test_nms_class_boxes", test_nms_class_boxes, CLASS_BOXES)
+        _check("final_score", final_score, FINAL_SCORES)
+        if refine_steps < 0 or test_pre_refine_topk <= 0:
+            raise ValueError("refine_steps must be >= 0 and test_pre_refine_topk > 0")
+        if refine and not isinstance(iou_pooler, PrRoIPooler):
+            logger.warning("IoUNetROIHeads: refinement needs a PrRoIPooler as iou_pooler to get "
+                           "useful coordinate gradients, got %s", type(iou_pooler).__name__)  # fmt: skip
+        self.iou_in_features = list(iou_in_features or self.box_in_features)
+        self.iou_pooler = iou_pooler
+        self.iou_head = iou_head
+        self.iou_roi_generator = iou_roi_generator
+        self.test_iou_head = test_iou_head
+        self.test_nms_type = test_nms_type
+        self.test_nms_key = test_nms_key
+        self.test_nms_class_boxes = test_nms_class_boxes
+        self.test_pre_refine_topk = test_pre_refine_topk
+        self.refine = refine
+        self.refine_lambda = refine_lambda
+        self.refine_steps = refine_steps
+        self.refine_omega1 = refine_omega1
+        self.refine_omega2 = refine_omega2
+        self.refine_clip = refine_clip
+        self.final_score = final_score
+
+    # ---- yacs construction -----------------------------------------------------------------
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        h = cfg.MODEL.ROI_IOU_HEAD
+        in_features = list(h.IN_FEATURES) or list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+        scales = tuple(1.0 / input_shape[k].stride for k in in_features)
+        channels = input_shape[in_features[0]].channels
+        res = h.POOLER_RESOLUTION
+        ret.update(
+            iou_in_features=in_features,
+            iou_pooler=PrRoIPooler(output_size=res, scales=scales, aligned=h.POOLER_ALIGNED),
+            iou_head=build_iou_head(cfg, ShapeSpec(channels=channels, height=res, width=res)),
+            iou_roi_generator=IoURoIGenerator(
+                num_samples=h.NUM_SAMPLES,
+                sampler=h.SAMPLER,
+                per_iou=h.PER_IOU,
+                pre_sample=h.PRE_SAMPLE,
+                min_iou=h.MIN_IOU,
+                seed=h.SEED,
+            ),  # fmt: skip
+            test_iou_head=h.TEST_ON,
+            test_nms_type=h.NMS_TYPE,
+            test_nms_key=h.NMS_KEY,
+            test_nms_class_boxes=h.NMS_CLASS_BOXES,
+            test_pre_refine_topk=h.PRE_REFINE_TOPK,
+            refine=h.REFINE,
+            refine_lambda=h.REFINE_LAMBDA,
+            refine_steps=h.REFINE_STEPS,
+            refine_omega1=h.REFINE_OMEGA1,
+            refine_omega2=h.REFINE_OMEGA2,
+            refine_clip=h.REFINE_CLIP,
+            final_score=h.FINAL_SCORE,
+        )
+        return ret
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        # detectron2's ROIPooler does not know "PrRoIPool": build with ROIAlignV2, then swap.
+        prroi = cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE == "PrRoIPool"
+        if prroi:
+            cfg = copy.deepcopy(cfg)
+            cfg.defrost()
+            cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+        ret = super()._init_box_head(cfg, input_shape)
+        if prroi:
+            in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
+            ret["box_pooler"] = PrRoIPooler(
+                output_size=cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
+                scales=tuple(1.0 / input_shape[k].stride for k in in_features),
+                aligned=cfg.MODEL.ROI_IOU_HEAD.POOLER_ALIGNED,
+            )
+        return ret
+
+    # ---- training --------------------------------------------------------------------------
+    def forward(
+        self,
+        images: ImageList,
+        features: dict[str, Tensor],
+        proposals: list[Instances],
+        targets: list[Instances] | None = None,
+    ) -> tuple[list[Instances], dict[str, Tensor]]:
+        if not self.training:
+            return super().forward(images, features, proposals, targets)
+        if not targets:
+            raise ValueError("IoUNetROIHeads: 'targets' are required during training")
+        del images
+        proposals = self.label_and_sample_proposals(proposals, targets)
+        losses = self._forward_box(features, proposals)
+        losses.update(self._forward_iou_train(features, targets))
+        losses.update(self._forward_mask(features, proposals))
+        losses.update(self._forward_keypoint(features, proposals))
+        return proposals, losses
+
+    def _forward_iou_train(self, features: dict[str, Tensor], targets: list[Instances]):
+        samples = self.iou_roi_generator(
+            [t.gt_boxes.tensor for t in targets],
+            [t.gt_classes for t in targets],
+            [t.image_size for t in targets],
+        )
+        rois = [Boxes(s[0]) for s in samples]
+        target_ious = cat([s[1] for s in samples])
+        classes = cat([s[2] for s in samples])
+        pooled = self.iou_pooler([features[f] for f in self.iou_in_features], rois)
+        raw = self.iou_head(pooled)
+        loss = self.iou_head.losses(raw, classes, target_ious)
+        self._log_iou_stats(raw.detach(), classes, target_ious, len(targets))
+        return {"loss_iou": loss}
+
+    def _log_iou_stats(self, raw, classes, target_ious, num_images) -> None:
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # outside a trainer
+            return
+        storage.put_scalar("iou_head/num_rois", raw.shape[0] / max(num_images, 1))
+        if raw.shape[0]:
+            pred = self.iou_head.predict_iou(self.iou_head.select(raw, classes))
+            storage.put_scalar("iou_head/mean_abs_err", (pred - target_ious).abs().mean().item())
+            storage.put_scalar("iou_head/mean_target", target_ious.mean().item())
+
+    # ---- inference -------------------------------------------------------------------------
+    def _forward_box(self, features: dict[str, Tensor], proposals: list[Instances]):
+        if self.training or not self.test_iou_head:
+            return super()._forward_box(features, proposals)
+        box_features = self.box_pooler(
+            [features[f] for f in self.box_in_features], [x.proposal_boxes for x in proposals]
+        )
+        predictions = self.box_predictor(self.box_head(box_features))
+        del box_features
+        boxes = self.box_predictor.predict_boxes(predictions, proposals)
+        scores = self.box_predictor.predict_probs(predictions, proposals)
+        return self.iou_net_inference(
+            [features[f] for f in self.iou_in_features], boxes, scores,
+            [p.image_size for p in proposals],
+        )  # fmt: skip
+
+    def predict_ious(self, features: list[Tensor], boxes: list[Tensor], classes: Tensor) -> Tensor:
+        """Predicted IoU (in [0, 1]) of each box for its class.
+
+        Args:
+            features: the IoU branch's feature maps.
+            boxes: one Tensor[n_i, 4] per image. classes: Tensor[sum n_i] of class ids.
+        Returns:
+            Tensor[sum n_i], differentiable w.r.t. the boxes through PrRoIPool.
+        """
+        raw = self.iou_head(self.iou_pooler(features, [Boxes(b) for b in boxes]))
+        return self.iou_head.predict_iou(self.iou_head.select(raw, classes))
+
+    def _candidates(self, boxes: Tensor, scores: Tensor, image_size):
+        """One image: (candidate boxes, cls scores, classes, boxes the IoU head sees, index of
+        each candidate's box in that list)."""
+        num_classes = scores.shape[1] - 1
+        num_reg = boxes.shape[1] // 4
+        valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+        boxes, scores = boxes[valid], scores[valid]
+        boxes = Boxes(boxes.reshape(-1, 4))
+        boxes.clip(image_size)
+        boxes = boxes.tensor.view(-1, num_reg, 4)
+        fg = scores[:, :num_classes]
+        rows, classes = nonzero_tuple(fg >= self.box_predictor.test_score_thresh)
+        cand_scores = fg[rows, classes]
+        if num_reg == 1 or self.test_nms_class_boxes == "argmax":
+            # one regressed box per proposal (its argmax class), shared by all its candidates
+            arg = fg.argmax(dim=1)
+            used, inverse = torch.unique(rows, return_inverse=True)
+            reg = arg[used] if num_reg > 1 else torch.zeros_like(used)
+            eval_boxes = boxes[used, reg]
+            cand_boxes = eval_boxes[inverse]
+            # the IoU head is class-aware: evaluate each candidate's class on the shared box
+            eval_index = inverse
+        else:
+            cand_boxes = boxes[rows, classes]
+            eval_boxes, eval_index = cand_boxes, torch.arange(len(rows), device=rows.device)
+        return cand_boxes, cand_scores, classes, eval_boxes, eval_index
+
+    def iou_net_inference(
+        self,
+        features: list[Tensor],
+        boxes: list[Tensor] | tuple[Tensor, ...],
+        scores: list[Tensor] | tuple[Tensor, ...],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[Instances]:
+        """Stages 3-7 of §3.3 for a batch; see the module docstring."""
+        cands = [self._candidates(b, s, hw) for b, s, hw in zip(boxes, scores, image_sizes)]
+        # IoU head once for the whole batch, every class column
+        eval_boxes = [c[3] for c in cands]
+        with torch.no_grad():
+            raw = self.iou_head(self.iou_pooler(features, [Boxes(b) for b in eval_boxes]))
+            all_ious = self.iou_head.predict_iou(raw)
+        all_ious = all_ious.split([len(b) for b in eval_boxes])
+
+        kept = []
+        for (c_boxes, c_scores, c_classes, _, e_index), ious in zip(cands, all_ious):
+            col = torch.zeros_like(c_classes) if ious.shape[1] == 1 else c_classes
+            c_ious = ious[e_index, col]
+            if self.test_nms_type == "iou_guided":
+                keep, out_scores = batched_iou_guided_nms(
+                    c_boxes, c_scores, c_ious, c_classes, self.box_predictor.test_nms_thresh,
+                    multiply_cls=self.test_nms_key == "cls_x_iou",
+                )  # fmt: skip
+            else:
+                keep = batched_nms(c_boxes, c_scores, c_classes, self.box_predictor.test_nms_thresh)
+                out_scores = c_scores[keep]
+            order = torch.argsort(out_scores, descending=True, stable=True)
+            if self.refine:
+                order = order[: self.test_pre_refine_topk]
+            keep, out_scores = keep[order], out_scores[order]
+            kept.append([c_boxes[keep], out_scores, c_classes[keep], c_ious[keep]])
+
+        if self.refine and self.refine_steps > 0:
+            new_boxes, new_ious = self.refine_boxes(
+                features, [k[0] for k in kept], [k[2] for k in kept], image_sizes
+            )
+            for k, b, i in zip(kept, new_boxes, new_ious):
+                k[0], k[3] = b, i
+
+        results = []
+        for (k_boxes, k_scores, k_classes, k_ious), hw in zip(kept, image_sizes):
+            final = k_scores * k_ious if self.final_score == "cls_x_iou" else k_scores
+            order = torch.argsort(final, descending=True, stable=True)
+            if self.box_predictor.test_topk_per_image >= 0:
+                order = order[: self.box_predictor.test_topk_per_image]
+            inst = Instances(hw)
+            inst.pred_boxes = Boxes(k_boxes[order].detach())
+            inst.scores = final[order].detach()
+            inst.pred_classes = k_classes[order]
+            inst.pred_ious = k_ious[order].detach()
+            inst.cls_scores = k_scores[order].detach()
+            results.append(inst)
+        return results
+
+    def _sanitize(self, boxes: Tensor, hw: Tensor) -> Tensor:
+        """Clip to the image and keep ``x2 >= x1 + MIN_SIZE``, ``y2 >= y1 + MIN_SIZE``."""
+        h, w = hw[:, 0], hw[:, 1]
+        x1 = torch.minimum(boxes[:, 0].clamp(min=0.0), w - MIN_SIZE)
+        y1 = torch.minimum(boxes[:, 1].clamp(min=0.0), h - MIN_SIZE)
+        x2 = torch.minimum(torch.maximum(boxes[:, 2], x1 + MIN_SIZE), w)
+        y2 = torch.minimum(torch.maximum(boxes[:, 3], y1 + MIN_SIZE), h)
+        return torch.stack([x1, y1, x2, y2], dim=1)
+
+    def refine_boxes(
+        self,
+        features: list[Tensor],
+        boxes: list[Tensor],
+        classes: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Optimisation-based refinement (paper Alg. 2, ALGORITHMS.md §3.4), batched over every
+        box of every image: ``T`` steps of ``B += lambda * dIoU/dB * [w, h, w, h]`` on the predicted
+        IoU of each box's own class; a box stops when ``|dIoU| < Omega1`` or ``dIoU < Omega2``
+        (the step that triggered the stop is kept). Gradients go only to a fresh box leaf through
+        ``torch.autograd.grad``, under ``enable_grad`` (works inside ``no_grad`` and
+        ``inference_mode``); parameters' ``.grad`` are never touched. The FPN level of each box
+        is chosen once, from its starting size (the level choice has no gradient anyway, §2.4),
+        and the boxes are processed grouped by level, which avoids ROIPooler's scatter per step.
+
+        Returns:
+            (refined boxes, their predicted IoUs), one Tensor per image.
+        """
+        counts = [len(b) for b in boxes]
+        num_images = len(boxes)
+        if sum(counts) == 0:
+            return list(boxes), [b.new_zeros((0,)) for b in boxes]
+        device = boxes[0].device
+        with torch.inference_mode(False), torch.enable_grad():
+            feats = [f.clone() if f.is_inference() else f.detach() for f in features]
+            B = cat([b.detach().float() for b in boxes]).clone()
+            C = cat(list(classes)).clone()
+            img = torch.repeat_interleave(torch.arange(num_images, device=device),
+                                          torch.tensor(counts, device=device))  # fmt: skip
+            hw = torch.tensor(image_sizes, dtype=B.dtype, device=device)[img]
+            levels = self._fixed_levels(B)
+            # work in level-sorted order (stable: image order kept inside a level)
+            perm = torch.argsort(levels, stable=True)
+            B, C, img, hw, levels = B[perm], C[perm], img[perm], hw[perm], levels[perm]
+            num_levels = len(feats)
+
+            def evaluate(idx: Tensor, with_grad: bool):
+                b = B[idx].clone().requires_grad_(with_grad)
+                per_level = torch.bincount(levels[idx], minlength=num_levels).tolist()
+                rois = torch.cat([img[idx].to(b.dtype)[:, None], b], dim=1)
+                pooled = [
+                    self._level_pool(lvl, feats[lvl], r)
+                    for lvl, r in enumerate(rois.split(per_level)) if r.shape[0]
+                ]  # fmt: skip
+                raw = self.iou_head(torch.cat(pooled))
+                iou = self.iou_head.predict_iou(self.iou_head.select(raw, C[idx]))
+                if not with_grad:
+                    return iou.detach(), None
+                (g,) = torch.autograd.grad(iou.sum(), b)
+                return iou.detach(), g
+
+            active = torch.arange(B.shape[0], device=device)
+            prev, grad = evaluate(active, True)
+            ious = prev.clone()
+            for t in range(self.refine_steps):
+                b = B[active]
+                wh = (b[:, 2:] - b[:, :2]).clamp(min=0.0)
+                b = b + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
+                B[active] = self._sanitize(b, hw[active]) if self.refine_clip else b
+                last = t == self.refine_steps - 1
+                new, new_grad = evaluate(active, not last)
+                ious[active] = new
+                delta = new - prev
+                go_on = ~((delta.abs() < self.refine_omega1) | (delta < self.refine_omega2))
+                active, prev = active[go_on], new[go_on]
+                if active.numel() == 0 or last:
+                    break
+                grad = new_grad[go_on]
+            inv = torch.empty_like(perm)
+            inv[perm] = torch.arange(len(perm), device=device)
+            B, ious = B[inv].detach(), ious[inv]
+        return list(B.split(counts)), list(ious.split(counts))
+
+    def _fixed_levels(self, boxes: Tensor) -> Tensor:
+        pooler = self.iou_pooler
+        if len(pooler.level_poolers) == 1:
+            return torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
+        return assign_boxes_to_levels(
+            [Boxes(boxes)], pooler.min_level, pooler.max_level, pooler.canonical_box_size,
+            pooler.canonical_level,
+        )  # fmt: skip
+
+    def _level_pool(self, level: int, feature: Tensor, rois: Tensor) -> Tensor:
+        return self.iou_pooler.level_poolers[level](feature, rois)
