@@ -75,6 +75,14 @@ METHODS: dict[str, Method] = {
         ],
         report=kl_report,
     ),
+    "giou": Method(
+        config="configs/GIoU/giou_faster_rcnn_R_50_FPN_1x.py",
+        label="+ GIoU loss (ROI)",
+    ),
+    "iou": Method(
+        config="configs/GIoU/giou_faster_rcnn_R_50_FPN_1x_iou.py",
+        label="+ IoU loss (ROI)",
+    ),
 }
 
 
