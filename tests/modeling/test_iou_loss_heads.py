@@ -9,7 +9,7 @@ from fvcore.nn import giou_loss as fvcore_giou_loss
 
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import build_model
+from detectron2.modeling import build_proposal_generator, build_roi_heads
 from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
@@ -263,12 +263,15 @@ def test_yacs_config_builds_iou_loss_heads():
     cfg.MODEL.RPN.BBOX_REG_LOSS_TYPE = "iou"
     cfg.MODEL.BOXUNC.IOU_LOSS.RPN_NORM = "actual"
     cfg.MODEL.BOXUNC.IOU_LOSS.RPN_WEIGHT = 2.0
-    model = build_model(cfg)
-    assert isinstance(model.roi_heads, IoULossROIHeads)
-    bp = model.roi_heads.box_predictor
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 32
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = cfg.MODEL.RPN.IN_FEATURES = ["p3"]
+    shapes = {"p3": ShapeSpec(channels=8, stride=8)}
+    roi_heads = build_roi_heads(cfg, shapes)
+    assert isinstance(roi_heads, IoULossROIHeads)
+    bp = roi_heads.box_predictor
     assert isinstance(bp, IoULossFastRCNNOutputLayers) and bp.box_reg_loss_type == "ln_iou"
     assert bp.loss_weight["loss_box_reg"] == 10.0
-    rpn = model.proposal_generator
+    rpn = build_proposal_generator(cfg, shapes)
     assert isinstance(rpn, IoULossRPN) and rpn.box_reg_loss_type == "iou"
     assert rpn.rpn_norm == "actual" and rpn.loss_weight["loss_rpn_loc"] == 2.0
 
@@ -297,6 +300,7 @@ def test_short_training_with_rpn_and_roi_giou_lowers_the_box_losses():
     cfg = to_synthetic(cfg, max_iter=8)
     cfg.optimizer.lr = 1e-2  # deliberately high: large, possibly degenerate boxes early on
     cfg.dataloader.train.total_batch_size = 2
+    cfg.dataloader.train.num_workers = 0
     history = _train(cfg, 8)
     rpn = [h["loss_rpn_loc"] for h in history]
     assert sum(rpn[-3:]) < sum(rpn[:3]), rpn
@@ -308,5 +312,6 @@ def test_mask_rcnn_giou_config_trains_two_iterations():
     cfg = LazyConfig.load(os.path.join(ROOT, "configs/GIoU/giou_mask_rcnn_R_50_FPN_1x.py"))
     cfg = to_synthetic(cfg, max_iter=2)
     cfg.dataloader.train.total_batch_size = 2
+    cfg.dataloader.train.num_workers = 0
     history = _train(cfg, 2)
     assert {"loss_mask", "loss_box_reg", "loss_rpn_loc"} <= set(history[0])
