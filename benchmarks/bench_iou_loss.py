@@ -113,7 +113,9 @@ def main() -> None:
         "threads": torch.get_num_threads(), "torch": torch.__version__,
     }  # fmt: skip
     with open(out, "w") as f:
-        json.dump({"meta": meta, "giou_rel_diff_vs_fvcore": rel_diff, "results": results}, f, indent=1)
+        json.dump(
+            {"meta": meta, "giou_rel_diff_vs_fvcore": rel_diff, "results": results}, f, indent=1
+        )
     print(f"wrote {out}")
 
 

@@ -20,7 +20,12 @@ _SAFE_COORD = 1e9
 def _ordered(boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(x1, y1, x2, y2) with x1 <= x2 and y1 <= y2 (paper Alg. 2 step 1: swap, not collapse)."""
     x1, y1, x2, y2 = boxes.unbind(-1)
-    return torch.minimum(x1, x2), torch.minimum(y1, y2), torch.maximum(x1, x2), torch.maximum(y1, y2)
+    return (
+        torch.minimum(x1, x2),
+        torch.minimum(y1, y2),
+        torch.maximum(x1, x2),
+        torch.maximum(y1, y2),
+    )
 
 
 def iou_loss(

@@ -23,7 +23,9 @@ def random_boxes(n, generator, dtype=F64, scale=100.0):
 
 
 def test_hand_computed_values():
-    pred = torch.tensor([[0.0, 0.0, 2.0, 2.0], [3.0, 0.0, 4.0, 1.0], [0.0, 0.0, 4.0, 4.0]], dtype=F64)
+    pred = torch.tensor(
+        [[0.0, 0.0, 2.0, 2.0], [3.0, 0.0, 4.0, 1.0], [0.0, 0.0, 4.0, 4.0]], dtype=F64
+    )
     gt = torch.tensor([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 4.0, 4.0]], dtype=F64)
     # row 0: I = 1, U = 7, C = 9; row 1: disjoint, U = 2, C = 4; row 2: identical
     iou = torch.tensor([1 / 7, 0.0, 1.0], dtype=F64)

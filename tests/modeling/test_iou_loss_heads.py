@@ -219,9 +219,7 @@ def test_rpn_loc_loss_with_both_normalisers(mode):
         actual = make_rpn(mode, "actual").losses(anchors, logits, labels, deltas, gt)
         assert 0.0 < storage.latest()["rpn/fg_iou"][0] <= 1.0
     torch.testing.assert_close(batch["loss_rpn_loc"], (per_image[0] + per_image[1]) / (64 * 2))
-    torch.testing.assert_close(
-        actual["loss_rpn_loc"], (per_image[0] / 30 + per_image[1] / 8) / 2
-    )
+    torch.testing.assert_close(actual["loss_rpn_loc"], (per_image[0] / 30 + per_image[1] / 8) / 2)
     torch.testing.assert_close(batch["loss_rpn_cls"], actual["loss_rpn_cls"])
     actual["loss_rpn_loc"].backward()
     assert deltas[0].grad.abs().sum() > 0 and torch.isfinite(deltas[0].grad).all()
@@ -296,7 +294,9 @@ def _train(cfg, iters):
 
 
 def test_short_training_with_rpn_and_roi_giou_lowers_the_box_losses():
-    cfg = LazyConfig.load(os.path.join(ROOT, "configs/GIoU/giou_faster_rcnn_R_50_FPN_1x_rpn_giou.py"))
+    cfg = LazyConfig.load(
+        os.path.join(ROOT, "configs/GIoU/giou_faster_rcnn_R_50_FPN_1x_rpn_giou.py")
+    )
     cfg = to_synthetic(cfg, max_iter=8)
     cfg.optimizer.lr = 1e-2  # deliberately high: large, possibly degenerate boxes early on
     cfg.dataloader.train.total_batch_size = 2

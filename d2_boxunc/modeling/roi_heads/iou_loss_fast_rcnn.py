@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from detectron2.config import configurable
-from detectron2.layers import nonzero_tuple
+from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.utils.events import get_event_storage
@@ -51,7 +51,7 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
     @configurable
     def __init__(
         self,
-        input_shape,
+        input_shape: ShapeSpec,
         *,
         box_reg_loss_type: str = "smooth_l1",
         iou_loss_weight: float = 10.0,
