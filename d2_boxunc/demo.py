@@ -103,6 +103,14 @@ METHODS: dict[str, Method] = {
         config="configs/Baselines/faster_rcnn_R_50_FPN_1x.py",
         label="Faster R-CNN (baseline)",
     ),
+    "iou": Method(
+        config="configs/GIoU/giou_faster_rcnn_R_50_FPN_1x_iou.py",
+        label="+ IoU loss (ROI)",
+    ),
+    "giou": Method(
+        config="configs/GIoU/giou_faster_rcnn_R_50_FPN_1x.py",
+        label="+ GIoU loss (ROI)",
+    ),
     "kl": Method(
         config=f"{KL}.py",
         label="+ KL-Loss",

@@ -39,7 +39,17 @@ def _add_kl_config(cfg: CN) -> None:
 
 # ---- IoU / GIoU / ln-IoU losses (d2_boxunc.modeling.roi_heads.iou_loss_fast_rcnn, .rpn) -------
 def _add_iou_loss_config(cfg: CN) -> None:
-    pass
+    """Keys of ``MODEL.ROI_HEADS.NAME: IoULossROIHeads`` and ``MODEL.PROPOSAL_GENERATOR.NAME:
+    IoULossRPN`` (ALGORITHMS.md §4). The loss types stay detectron2's own keys,
+    ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` and ``MODEL.RPN.BBOX_REG_LOSS_TYPE``, which these
+    classes extend with ``"iou"`` and ``"ln_iou"`` (``"giou"`` becomes ours)."""
+    if "BOXUNC" not in cfg.MODEL:
+        cfg.MODEL.BOXUNC = CN()
+    node = cfg.MODEL.BOXUNC.IOU_LOSS = CN()
+    node.ROI_WEIGHT = 10.0  # weight of loss_box_reg for iou / ln_iou / giou (GIoU repo: 10)
+    node.RPN_WEIGHT = 1.0  # weight of loss_rpn_loc for iou / ln_iou / giou (GIoU repo: 1)
+    node.RPN_NORM = "batch"  # "batch" (detectron2) | "actual" (sampled anchors per image, GIoU repo)
+    node.EPS = 1e-7  # added to the union and the enclosing area
 
 
 # ---- IoU-Net (d2_boxunc.modeling.roi_heads.iou_net_roi_heads) --------------------------------

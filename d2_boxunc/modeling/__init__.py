@@ -3,3 +3,4 @@
 from d2_boxunc.modeling import meta_arch, roi_heads  # noqa: F401
 from d2_boxunc.modeling.backbone import make_small_resnet_stages  # noqa: F401
 from d2_boxunc.modeling.matchers import ATSSMatcher  # noqa: F401
+from d2_boxunc.modeling import proposal_generator  # noqa: F401

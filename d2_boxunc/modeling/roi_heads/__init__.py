@@ -5,3 +5,7 @@ from d2_boxunc.modeling.roi_heads.registry import ROI_IOU_HEAD_REGISTRY, build_i
 from d2_boxunc.modeling.roi_heads.iou_head import IoUHead  # noqa: F401
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import IoURoIGenerator  # noqa: F401
 from d2_boxunc.modeling.roi_heads.iou_net_roi_heads import IoUNetROIHeads  # noqa: F401
+from d2_boxunc.modeling.roi_heads.iou_loss_fast_rcnn import (  # noqa: F401
+    IoULossFastRCNNOutputLayers,
+    IoULossROIHeads,
+)

@@ -1,0 +1,134 @@
+"""RPN trained with IoU / GIoU / -ln IoU box losses (GIoU repo's "rpn_giou" setting; ALGORITHMS.md §4.2-4.3)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from fvcore.nn import smooth_l1_loss
+from torch import Tensor
+
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, RPN
+from detectron2.structures import Boxes
+from detectron2.utils.events import get_event_storage
+
+from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
+from d2_boxunc.modeling.roi_heads.iou_loss_fast_rcnn import log_iou_stats
+
+__all__ = ["IoULossRPN"]
+
+RPN_NORMS = ("batch", "actual")
+
+
+@PROPOSAL_GENERATOR_REGISTRY.register()
+class IoULossRPN(RPN):
+    """:class:`RPN` whose ``box_reg_loss_type`` also accepts ``"iou"``, ``"ln_iou"`` and
+    ``"giou"`` (ours, :func:`d2_boxunc.losses.iou_loss` on the decoded anchors), with a choice of
+    normaliser for the localisation loss ``loss_rpn_loc``:
+
+    - ``rpn_norm="batch"`` (detectron2): sum over positive anchors / (``batch_size_per_image`` x
+      number of images);
+    - ``rpn_norm="actual"`` (GIoU repo, ``bbox_outside_weights = 1 / num_examples``): each
+      image's sum over its positive anchors divided by the number of anchors actually sampled in
+      that image (positives + negatives), then averaged over the images. The two agree when every
+      image fills its ``batch_size_per_image`` sample.
+
+    The weight of ``loss_rpn_loc`` is detectron2's ``loss_weight["loss_rpn_loc"]`` (GIoU repo: 1
+    for GIoU). The objectness loss is the parent's. ``"smooth_l1"`` works with both normalisers;
+    ``"diou"``/``"ciou"`` only with ``"batch"`` (they are detectron2's, unchanged).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        box_reg_loss_type: str = "smooth_l1",
+        rpn_norm: str = "batch",
+        iou_loss_eps: float = 1e-7,
+        **kwargs,
+    ):
+        """
+        Args (beyond :class:`RPN`'s):
+            box_reg_loss_type: ``"iou"``, ``"ln_iou"``, ``"giou"`` (ours), ``"smooth_l1"``,
+                ``"diou"`` or ``"ciou"`` (detectron2's).
+            rpn_norm: ``"batch"`` or ``"actual"`` (see the class docstring). Default: "batch".
+            iou_loss_eps: ``eps`` of :func:`iou_loss`. Default: 1e-7.
+        """
+        super().__init__(box_reg_loss_type=box_reg_loss_type, **kwargs)
+        if rpn_norm not in RPN_NORMS:
+            raise ValueError(f"rpn_norm must be one of {RPN_NORMS}, got {rpn_norm!r}")
+        known = IOU_LOSS_MODES + ("smooth_l1", "diou", "ciou")
+        if box_reg_loss_type not in known:
+            raise ValueError(f"box_reg_loss_type must be one of {known}, got {box_reg_loss_type!r}")
+        if rpn_norm == "actual" and box_reg_loss_type in ("diou", "ciou"):
+            raise ValueError(f"rpn_norm='actual' is not supported with {box_reg_loss_type!r}")
+        if not iou_loss_eps > 0:
+            raise ValueError(f"iou_loss_eps must be positive, got {iou_loss_eps}")
+        self.rpn_norm = rpn_norm
+        self.iou_loss_eps = float(iou_loss_eps)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        node = cfg.MODEL.BOXUNC.IOU_LOSS
+        ret.update(rpn_norm=node.RPN_NORM, iou_loss_eps=node.EPS)
+        if cfg.MODEL.RPN.BBOX_REG_LOSS_TYPE in IOU_LOSS_MODES:
+            ret["loss_weight"] = {
+                "loss_rpn_cls": cfg.MODEL.RPN.LOSS_WEIGHT,
+                "loss_rpn_loc": node.RPN_WEIGHT * cfg.MODEL.RPN.LOSS_WEIGHT,
+            }
+        return ret
+
+    def _per_anchor_loc_loss(self, anchors: Tensor, deltas: Tensor, gt_boxes: Tensor) -> Tensor:
+        """Loss of each positive anchor: (P, 4) anchors, deltas and matched GT boxes -> (P,)."""
+        if self.box_reg_loss_type == "smooth_l1":
+            target = self.box2box_transform.get_deltas(anchors, gt_boxes)
+            return smooth_l1_loss(deltas, target, self.smooth_l1_beta, reduction="none").sum(-1)
+        pred_boxes = self.box2box_transform.apply_deltas(deltas, anchors)
+        log_iou_stats("rpn", pred_boxes, gt_boxes)
+        return iou_loss(pred_boxes, gt_boxes, mode=self.box_reg_loss_type, eps=self.iou_loss_eps)
+
+    def losses(
+        self,
+        anchors: list[Boxes],
+        pred_objectness_logits: list[Tensor],
+        gt_labels: list[Tensor],
+        pred_anchor_deltas: list[Tensor],
+        gt_boxes: list[Tensor],
+    ) -> dict[str, Tensor]:
+        ours = self.box_reg_loss_type in IOU_LOSS_MODES
+        if not ours and self.rpn_norm == "batch":
+            return super().losses(
+                anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
+            )
+        num_images = len(gt_labels)
+        gt_labels = torch.stack(gt_labels)  # (N, R)
+        pos_mask = gt_labels == 1
+        storage = get_event_storage()
+        storage.put_scalar("rpn/num_pos_anchors", pos_mask.sum().item() / num_images)
+        storage.put_scalar("rpn/num_neg_anchors", (gt_labels == 0).sum().item() / num_images)
+
+        all_anchors = Boxes.cat(anchors).tensor  # (R, 4)
+        deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
+        img_idx, anchor_idx = pos_mask.nonzero(as_tuple=True)
+        per_anchor = self._per_anchor_loc_loss(
+            all_anchors[anchor_idx], deltas[img_idx, anchor_idx], torch.stack(gt_boxes)[pos_mask]
+        )
+        normalizer = self.batch_size_per_image * num_images
+        if self.rpn_norm == "actual":
+            num_sampled = (gt_labels >= 0).sum(dim=1).clamp(min=1).to(per_anchor.dtype)
+            loc_loss = (per_anchor / num_sampled[img_idx]).sum() / num_images
+        else:
+            loc_loss = per_anchor.sum() / normalizer
+        # keeps the loss attached to the graph when there is no positive anchor
+        loc_loss = loc_loss + deltas.sum() * 0.0
+
+        valid_mask = gt_labels >= 0
+        objectness_loss = F.binary_cross_entropy_with_logits(
+            cat(pred_objectness_logits, dim=1)[valid_mask],
+            gt_labels[valid_mask].to(torch.float32),
+            reduction="sum",
+        )
+        losses = {"loss_rpn_cls": objectness_loss / normalizer, "loss_rpn_loc": loc_loss}
+        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}

@@ -1,0 +1,120 @@
+"""Fast R-CNN box predictor trained with IoU / GIoU / -ln IoU losses (Rezatofighi et al., CVPR 2019).
+
+``IoULossFastRCNNOutputLayers`` is a drop-in ``box_predictor`` for detectron2's
+``StandardROIHeads`` (LazyConfig: ``model.roi_heads.box_predictor``); ``IoULossROIHeads`` wires it
+for yacs configs (``MODEL.ROI_HEADS.NAME: IoULossROIHeads``). Spec: ALGORITHMS.md §4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, nonzero_tuple
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.utils.events import get_event_storage
+
+from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
+
+__all__ = ["IoULossFastRCNNOutputLayers", "IoULossROIHeads"]
+
+
+def log_iou_stats(prefix: str, pred_boxes: Tensor, gt_boxes: Tensor) -> None:
+    """Mean IoU of the decoded foreground boxes with their targets (``<prefix>/fg_iou``)."""
+    try:
+        storage = get_event_storage()
+    except AssertionError:  # called outside a trainer (tests, notebooks)
+        return
+    if pred_boxes.numel() == 0:
+        return
+    with torch.no_grad():
+        iou = 1.0 - iou_loss(pred_boxes.detach(), gt_boxes, mode="iou")
+    storage.put_scalar(f"{prefix}/fg_iou", iou.mean().item())
+
+
+class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
+    """:class:`FastRCNNOutputLayers` whose ``box_reg_loss_type`` also accepts ``"iou"``
+    (``1 - IoU``), ``"ln_iou"`` (``-ln IoU``) and ``"giou"`` (``1 - GIoU``), all computed by
+    :func:`d2_boxunc.losses.iou_loss` on the decoded boxes.
+
+    For these three types the loss (key ``loss_box_reg``) is summed over the foreground RoIs, on
+    the ground-truth class's box, divided by the number of sampled RoIs (foreground and background,
+    as detectron2 and the GIoU repo normalise), and multiplied by ``iou_loss_weight`` (paper: 10).
+    The GIoU here replaces detectron2's built-in one: it re-orders inverted boxes instead of
+    asserting, so it also works with box coders that can invert a box. Any other type
+    (``"smooth_l1"``, ``"diou"``, ``"ciou"``) is detectron2's, unchanged, weighted by
+    ``loss_weight["loss_box_reg"]``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        box_reg_loss_type: str = "smooth_l1",
+        iou_loss_weight: float = 10.0,
+        iou_loss_eps: float = 1e-7,
+        **kwargs,
+    ):
+        """
+        Args (beyond :class:`FastRCNNOutputLayers`'s):
+            box_reg_loss_type: ``"iou"``, ``"ln_iou"``, ``"giou"`` (ours) or any type detectron2
+                accepts (``"smooth_l1"``, ``"diou"``, ``"ciou"``).
+            iou_loss_weight: weight of ``loss_box_reg`` for the three IoU-type losses; replaces
+                ``loss_weight["loss_box_reg"]`` for them. Default: 10 (GIoU repo / paper).
+            iou_loss_eps: ``eps`` of :func:`iou_loss`. Default: 1e-7.
+        """
+        super().__init__(input_shape, box_reg_loss_type=box_reg_loss_type, **kwargs)
+        if not iou_loss_weight >= 0:
+            raise ValueError(f"iou_loss_weight must be >= 0, got {iou_loss_weight}")
+        if not iou_loss_eps > 0:
+            raise ValueError(f"iou_loss_eps must be positive, got {iou_loss_eps}")
+        self.iou_loss_weight = float(iou_loss_weight)
+        self.iou_loss_eps = float(iou_loss_eps)
+        if box_reg_loss_type in IOU_LOSS_MODES:
+            self.loss_weight = {**self.loss_weight, "loss_box_reg": self.iou_loss_weight}
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        node = cfg.MODEL.BOXUNC.IOU_LOSS
+        ret.update(iou_loss_weight=node.ROI_WEIGHT, iou_loss_eps=node.EPS)
+        return ret
+
+    def box_reg_loss(self, proposal_boxes, gt_boxes, pred_deltas, gt_classes):
+        if self.box_reg_loss_type not in IOU_LOSS_MODES:
+            return super().box_reg_loss(proposal_boxes, gt_boxes, pred_deltas, gt_classes)
+        box_dim = proposal_boxes.shape[1]
+        if box_dim != 4:
+            raise ValueError(f"IoU-type box losses need 4-coordinate boxes, got {box_dim}")
+        fg = nonzero_tuple((gt_classes >= 0) & (gt_classes < self.num_classes))[0]
+        if pred_deltas.shape[1] == box_dim:  # class-agnostic
+            fg_deltas = pred_deltas[fg]
+        else:
+            fg_deltas = pred_deltas.view(-1, self.num_classes, box_dim)[fg, gt_classes[fg]]
+        if fg.numel() == 0:  # still attached to the graph so DDP sees every parameter used
+            return pred_deltas.sum() * 0.0
+        pred_boxes = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg])
+        loss = iou_loss(pred_boxes, gt_boxes[fg], mode=self.box_reg_loss_type,
+                        eps=self.iou_loss_eps, reduction="sum")  # fmt: skip
+        log_iou_stats("fast_rcnn", pred_boxes, gt_boxes[fg])
+        # Divided by all sampled RoIs, not only foreground ones (see the parent's comment).
+        return loss / max(gt_classes.numel(), 1)
+
+
+@ROI_HEADS_REGISTRY.register()
+class IoULossROIHeads(StandardROIHeads):
+    """``StandardROIHeads`` whose box predictor is :class:`IoULossFastRCNNOutputLayers` (yacs).
+
+    The loss type is detectron2's ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` (now also ``iou``,
+    ``ln_iou``); the weight of the IoU-type losses is ``MODEL.BOXUNC.IOU_LOSS.ROI_WEIGHT``.
+    Mask and keypoint branches are the parent's, so this serves Mask R-CNN as well.
+    """
+
+    @classmethod
+    def _init_box_head(cls, cfg, input_shape):
+        ret = super()._init_box_head(cfg, input_shape)
+        ret["box_predictor"] = IoULossFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
+        return ret
