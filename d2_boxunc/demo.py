@@ -186,7 +186,9 @@ def run_method(
     """Train ``method``, evaluate its variants; return table rows and report lines."""
     out = os.path.join(root, name)
     os.makedirs(out, exist_ok=True)
-    common = ["--synthetic"] + ([f"train.max_iter={max_iter}"] if max_iter else [])
+    common = ["--synthetic"]
+    if max_iter:  # ~10 points of the loss curve in metrics.json, the first one before warm-up ends
+        common += [f"train.max_iter={max_iter}", f"train.log_period={max(1, min(20, max_iter // 10))}"]
     print(f"[demo] {name}: training {method.config} (log: {out}/train.log)", flush=True)
     t0 = time.time()
     _train_net(
