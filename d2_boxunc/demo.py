@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-DEMO_MAX_ITER = 200
+DEMO_MAX_ITER = 500
 
 
 @dataclass
