@@ -1,5 +1,6 @@
 // Schemas of the PrRoIPool ops; the device files register the kernels, Python registers autograd,
-// fake kernels and autocast (d2_boxunc/layers/prroi_pool.py).
+// fake kernels and autocast (d2_boxunc/layers/prroi_pool.py). With input_grad=False the backward
+// skips d/d input (grad_input is then an empty tensor): IoU-Net's refinement only needs d/d rois.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {
@@ -8,6 +9,6 @@ TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {
       "SymInt pooled_width, bool aligned) -> Tensor");
   m.def(
       "_prroi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor output, "
-      "float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool aligned) "
-      "-> (Tensor grad_input, Tensor grad_rois)");
+      "float spatial_scale, SymInt pooled_height, SymInt pooled_width, bool aligned, "
+      "bool input_grad=True) -> (Tensor grad_input, Tensor grad_rois)");
 }

@@ -307,18 +307,20 @@ at::Tensor prroi_pool_forward_cpu(
 std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
     const at::Tensor& output, double spatial_scale, int64_t pooled_height, int64_t pooled_width,
-    bool aligned) {
+    bool aligned, bool input_grad) {
   check_inputs(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   check_grad(grad, input, num_rois, pooled_height, pooled_width, "grad");
   check_grad(output, input, num_rois, pooled_height, pooled_width, "output");
   at::Tensor grad_rois = at::zeros_like(rois, at::MemoryFormat::Contiguous);
+  const at::Tensor no_input_grad = at::empty({0}, input.options());
   if (num_rois == 0 || input.numel() == 0) {
-    return {at::zeros_like(input, at::MemoryFormat::Contiguous), grad_rois};
+    return {input_grad ? at::zeros_like(input, at::MemoryFormat::Contiguous) : no_input_grad,
+            grad_rois};
   }
   const at::Tensor in = channels_last(input), r = rois.contiguous();
   const at::Tensor g = channels_last(grad), out = channels_last(output);
-  at::Tensor grad_in = at::zeros_like(in);  // (N, H, W, C)
+  at::Tensor grad_in = input_grad ? at::zeros_like(in) : no_input_grad;  // (N, H, W, C)
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
     using T = scalar_t;
     const T scale = static_cast<T>(spatial_scale);
@@ -326,14 +328,17 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
         r.data_ptr<T>(), num_rois, input.size(0), scale, pooled_height, pooled_width, aligned);
     const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
     const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
-    input_grad_impl<T>(
-        g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), channels, input.size(2),
-        input.size(3), pooled_height, pooled_width);
+    if (input_grad) {
+      input_grad_impl<T>(
+          g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), channels, input.size(2),
+          input.size(3), pooled_height, pooled_width);
+    }
     rois_grad_impl<T>(
         g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
         grad_rois.data_ptr<T>(), channels, input.size(2), input.size(3), scale, pooled_height,
         pooled_width);
   });
+  if (!input_grad) return {no_input_grad, grad_rois};
   return {grad_in.permute({0, 3, 1, 2}).contiguous(), grad_rois};
 }
 

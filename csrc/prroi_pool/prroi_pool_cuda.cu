@@ -123,15 +123,19 @@ at::Tensor prroi_pool_forward_cuda(
 std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cuda(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
     const at::Tensor& output, double spatial_scale, int64_t pooled_height, int64_t pooled_width,
-    bool aligned) {
+    bool aligned, bool input_grad) {
   check_inputs(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   check_grad(grad, input, num_rois, pooled_height, pooled_width, "grad");
   check_grad(output, input, num_rois, pooled_height, pooled_width, "output");
   at::cuda::CUDAGuard guard(input.device());
+  // The fused kernel accumulates both gradients; without input_grad its d/d input is dropped.
+  const at::Tensor no_input_grad = at::empty({0}, input.options());
   at::Tensor grad_input = at::zeros_like(input, at::MemoryFormat::Contiguous);
   at::Tensor grad_rois = at::zeros_like(rois, at::MemoryFormat::Contiguous);
-  if (grad.numel() == 0 || input.numel() == 0) return {grad_input, grad_rois};
+  if (grad.numel() == 0 || input.numel() == 0) {
+    return {input_grad ? grad_input : no_input_grad, grad_rois};
+  }
   const at::Tensor in = input.contiguous(), r = rois.contiguous();
   const at::Tensor g = grad.contiguous(), out = output.contiguous();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -143,7 +147,7 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cuda(
         static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width, aligned);
   });
   AT_CUDA_CHECK(cudaGetLastError());
-  return {grad_input, grad_rois};
+  return {input_grad ? grad_input : no_input_grad, grad_rois};
 }
 
 }  // namespace

@@ -183,6 +183,24 @@ def test_opcheck():
             out = forward(x, r, 0.5, 2, 3, aligned).detach()
             args = (torch.randn_like(out), x.detach(), r.detach(), out, 0.5, 2, 3, aligned)
             torch.library.opcheck(backward, args)
+            torch.library.opcheck(backward, args + (False,))  # rois gradient only
+
+
+def test_rois_only_backward_skips_the_input_gradient_and_agrees():
+    """Refinement differentiates w.r.t. the boxes only: same d/d rois, no d/d input computed."""
+    x = torch.randn(2, 4, 9, 11, dtype=torch.float64)
+    rois = torch.tensor(EDGE_CASE_ROIS, dtype=torch.float64)
+    weights = torch.randn(len(rois), 4, 3, 3, dtype=torch.float64)
+    r_both, x_both = rois.clone().requires_grad_(), x.clone().requires_grad_()
+    (prroi_pool(x_both, r_both, 3, 0.5) * weights).sum().backward()
+    r_only = rois.clone().requires_grad_()
+    (prroi_pool(x, r_only, 3, 0.5) * weights).sum().backward()
+    torch.testing.assert_close(r_only.grad, r_both.grad, rtol=0, atol=0)
+    out = torch.ops.d2_boxunc.prroi_pool(x, rois, 0.5, 3, 3, True)
+    grad_input, grad_rois = torch.ops.d2_boxunc._prroi_pool_backward(
+        torch.ones_like(out), x, rois, out, 0.5, 3, 3, True, False
+    )
+    assert grad_input.numel() == 0 and grad_rois.shape == rois.shape
 
 
 def test_double_backward_is_refused():

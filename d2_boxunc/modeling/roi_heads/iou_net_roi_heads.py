@@ -380,7 +380,8 @@ class IoUNetROIHeads(StandardROIHeads):
             return list(boxes), [b.new_zeros((0,)) for b in boxes]
         device = boxes[0].device
         with torch.inference_mode(False), torch.enable_grad():
-            feats = [f.clone() if f.is_inference() else f.detach() for f in features]
+            # channels-last once here, instead of a copy inside every PrRoIPool call of every step
+            feats = [f.detach().clone(memory_format=torch.channels_last) for f in features]
             B = cat([b.detach().float() for b in boxes]).clone()
             C = cat(list(classes)).clone()
             img = torch.repeat_interleave(torch.arange(num_images, device=device),
