@@ -236,16 +236,22 @@ def _ap_sorted(logits, labels, delta):
 # ------------------------------------------------------------------------------------------------
 # the reference loop (oracle)
 # ------------------------------------------------------------------------------------------------
-def _alrp_loop(logits, labels, loc_err, delta, eps):
+def _loop_inputs(logits, labels, delta):
+    """Flat detached logits, the positive mask and logits, the relevant negatives (those within
+    delta of the lowest positive) and their logits: what both reference loops start from."""
     s = logits.reshape(-1).detach()
     y = labels.reshape(-1)
-    err = loc_err.reshape(-1).detach().to(s.dtype)
-    grad = torch.zeros_like(s)
     fg = y == 1
     fg_logits = s[fg]
-    P = fg_logits.numel()
     bg = (y == 0) & (s >= fg_logits.min() - delta)
-    bg_logits = s[bg]
+    return s, fg, fg_logits, bg, s[bg]
+
+
+def _alrp_loop(logits, labels, loc_err, delta, eps):
+    s, fg, fg_logits, bg, bg_logits = _loop_inputs(logits, labels, delta)
+    err = loc_err.reshape(-1).detach().to(s.dtype)
+    grad = torch.zeros_like(s)
+    P = fg_logits.numel()
     bg_grad = torch.zeros_like(bg_logits)
     rank = torch.zeros_like(fg_logits)
     prec = torch.zeros_like(fg_logits)
@@ -269,14 +275,9 @@ def _alrp_loop(logits, labels, loc_err, delta, eps):
 
 
 def _ap_loop(logits, labels, delta):
-    s = logits.reshape(-1).detach()
-    y = labels.reshape(-1)
+    s, fg, fg_logits, bg, bg_logits = _loop_inputs(logits, labels, delta)
     grad = torch.zeros_like(s)
-    fg = y == 1
-    fg_logits = s[fg]
     P = fg_logits.numel()
-    bg = (y == 0) & (s >= fg_logits.min() - delta)
-    bg_logits = s[bg]
     bg_grad = torch.zeros_like(bg_logits)
     prec = torch.zeros_like(fg_logits)
     fg_grad = torch.zeros_like(fg_logits)
