@@ -39,7 +39,8 @@ def read_metrics(output_dir):
 def trained(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("train"))
     proc = run_train_net(
-        "--config-file", CONFIG, "--synthetic", "train.max_iter=30", f"train.output_dir={out}", *FAST
+        "--config-file", CONFIG, "--synthetic", "train.max_iter=30", f"train.output_dir={out}",
+        "+train.seed=0", *FAST,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
@@ -47,9 +48,15 @@ def trained(tmp_path_factory):
 
 def test_training_lowers_loss_and_checkpoints(trained):
     out, _ = trained
-    losses = [m["total_loss"] for m in read_metrics(out) if "total_loss" in m]
-    assert len(losses) >= 5
-    assert losses[-1] < 0.8 * losses[0], losses
+    metrics = [m for m in read_metrics(out) if "total_loss" in m]
+    assert len(metrics) >= 5
+    # Over 30 iterations the total loss need not fall: the ROI box loss starts near 0 and grows
+    # as the RPN learns to propose foreground. Both classification losses must fall.
+    rpn = [m["loss_rpn_cls"] for m in metrics]
+    roi = [m["loss_cls"] for m in metrics]
+    assert rpn[-1] < 0.5 * rpn[0], rpn
+    assert roi[-1] < 0.9 * roi[0], roi
+    assert metrics[-1]["loss_box_reg"] > 0  # foreground proposals reached the box head
     assert os.path.isfile(os.path.join(out, "model_final.pth"))
     assert os.path.isfile(os.path.join(out, "model_0000014.pth"))  # periodic checkpoint
     with open(os.path.join(out, "last_checkpoint")) as f:
