@@ -17,19 +17,24 @@ Two implementations compute the same numbers:
 
 - ``impl="loop"``: one Python iteration per positive, as the reference code does
   (O(|P| (|P| + |N|)) work, ~10 kernel launches per positive). Kept as the test oracle.
-- ``impl="sorted"`` (default): §5.7. Only the positive logits are sorted. Every relevant negative
-  is put into one of the ``2|P| + 1`` buckets cut by the band edges ``s_i +- delta`` (one
-  ``bucketize`` pass); inside a bucket each ``H(s_j - s_i)`` is either 0, 1 or the same affine
-  function of ``s_j``, so per-bucket counts and sums of ``s_j`` (float64, prefix-summed) give every
-  ``N_FP(i)``, and per-bucket affine coefficients give every negative's gradient in one gather.
-  Positive-positive terms are band queries on the sorted positives. No Python loop, no ``.cuda()``,
-  any device.
+- ``impl="sorted"`` (default): §5.7. Only the positive logits are sorted. Every negative is put
+  into one of the ``2|P| + 1`` buckets cut by the band edges ``s_i +- delta``; inside a bucket
+  each ``H(s_j - s_i)`` is either 0, 1 or the same affine function of ``s_j``, so per-bucket
+  counts and sums of ``s_j`` (float64, prefix-summed) give every ``N_FP(i)``, and per-bucket
+  affine coefficients give every negative's gradient. Positive-positive terms are band queries
+  on the sorted positives. With the compiled ops (CPU, CUDA) the negatives take two streaming
+  passes of ``d2_boxunc::alrp_band_stats`` / ``alrp_band_grad``, bucketing each value in O(1)
+  through a grid table; without them (or on another device) the same buckets come from
+  PyTorch ops. No Python loop, no ``.cuda()``, any device.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from d2_boxunc._extension import cuda_version, has_ops
+from d2_boxunc.losses import _alrp_fakes  # noqa: F401  (fake kernels of the band ops)
 
 __all__ = ["alrp_cls", "alrp_loc", "ap_loss"]
 
@@ -112,36 +117,28 @@ def _bucketize(v: Tensor, e: Tensor) -> Tensor:
     return b
 
 
-class _NegativeBands:
+class _Bands:
     """Negatives bucketed by the band edges ``u_i +- delta`` of the positives ``u``.
 
     Bucket ``b`` holds the values with ``e[b-1] < s <= e[b]`` (``e`` = the sorted edges). For a
     positive with edges at positions ``a`` (``u - delta``) and ``c`` (``u + delta``) in ``e``,
     buckets ``<= a`` lie where ``H = 0``, buckets ``a+1..c`` on its linear part and buckets ``> c``
     where ``H = 1``; ``H`` is continuous, so a value on an edge may fall in either neighbour.
-    ``s`` are the values (float32 or float64); ``neg`` (bool, or None = all) marks the negatives
-    among them.
+    Subclasses fill ``C``/``S`` (prefix sums of the per-bucket count and value sum, float64) and
+    turn per-bucket ``(offset, slope)`` into the negatives' gradients.
     """
 
-    def __init__(self, s: Tensor, neg: Tensor | None, u: Tensor, delta: float):
+    def __init__(self, u: Tensor, delta: float):
         self.delta = delta
-        self.s = s
-        edges = torch.sort(torch.cat([u - delta, u + delta])).values
-        self.a = torch.searchsorted(edges, u - delta)
-        self.c = torch.searchsorted(edges, u + delta)
-        self.nb = edges.numel() + 1
-        # float32 values are compared with the edges rounded to float32: rounding is monotone,
-        # so the buckets can only differ for values within half an ulp of an edge, where H is
-        # continuous (the float64 path is exact)
-        bucket = _bucketize(s, edges.to(s.dtype))
-        if neg is not None:  # non-negatives go to an extra bucket whose coefficients are 0
-            bucket = torch.where(neg, bucket, self.nb)
-        self.bucket = bucket
-        cnt = torch.bincount(bucket, minlength=self.nb + 1)[: self.nb].double()
-        tot = torch.bincount(bucket, weights=s.double(), minlength=self.nb + 1)[: self.nb]
+        self.edges = torch.sort(torch.cat([u - delta, u + delta])).values
+        self.a = torch.searchsorted(self.edges, u - delta)
+        self.c = torch.searchsorted(self.edges, u + delta)
+        self.nb = self.edges.numel() + 1
+
+    def _prefix(self, cnt: Tensor, tot: Tensor) -> None:
         zero = cnt.new_zeros(1)
         self.C = torch.cat([zero, torch.cumsum(cnt, 0)])
-        self.S = torch.cat([zero, torch.cumsum(tot.double(), 0)])
+        self.S = torch.cat([zero, torch.cumsum(tot, 0)])
 
     def soft_count(self, u: Tensor) -> Tensor:
         """``N_FP(i) = sum_j H(s_j - u_i)`` for every positive."""
@@ -151,35 +148,98 @@ class _NegativeBands:
         s_band = self.S[c1] - self.S[a1]
         return above + (s_band - u * n_band) / (2 * self.delta) + n_band / 2
 
-    def weighted_step(self, coef: Tensor, u: Tensor) -> Tensor:
-        """``sum_i coef_i H(s_j - u_i)`` for every value ``j`` (an affine function per bucket)."""
+    def _coefficients(self, coef: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-bucket ``(offset, slope)`` with ``sum_i coef_i H(s - u_i) = offset + s * slope``."""
         nb, a1, c1 = self.nb, self.a + 1, self.c + 1
         full = torch.zeros(nb, dtype=torch.float64, device=u.device).index_add_(0, c1, coef)
         slope = torch.zeros_like(full).index_add_(0, a1, coef).index_add_(0, c1, -coef)
         icpt_c = coef * (0.5 - u / (2 * self.delta))
         icpt = torch.zeros_like(full).index_add_(0, a1, icpt_c).index_add_(0, c1, -icpt_c)
-        zero = full.new_zeros(1)  # the extra bucket of non-negatives
-        offset = torch.cat([torch.cumsum(full, 0) + torch.cumsum(icpt, 0), zero])
-        slope = torch.cat([torch.cumsum(slope, 0) / (2 * self.delta), zero])
+        offset = torch.cumsum(full, 0) + torch.cumsum(icpt, 0)
+        return offset, torch.cumsum(slope, 0) / (2 * self.delta)
+
+
+class _TorchBands(_Bands):
+    """Pure-PyTorch bands (any device; the fallback without the compiled ops). ``s`` are the
+    values (float32 or float64); ``neg`` (bool, or None = all) marks the negatives among them."""
+
+    def __init__(self, s: Tensor, neg: Tensor | None, u: Tensor, delta: float):
+        super().__init__(u, delta)
+        self.s = s
+        # float32 values are compared with the edges rounded to float32: rounding is monotone,
+        # so the buckets can only differ for values within half an ulp of an edge, where H is
+        # continuous (the float64 path is exact)
+        bucket = _bucketize(s, self.edges.to(s.dtype))
+        if neg is not None:  # non-negatives go to an extra bucket whose coefficients are 0
+            bucket = torch.where(neg, bucket, self.nb)
+        self.bucket = bucket
+        cnt = torch.bincount(bucket, minlength=self.nb + 1)[: self.nb].double()
+        tot = torch.bincount(bucket, weights=s.double(), minlength=self.nb + 1)[: self.nb]
+        self._prefix(cnt, tot)
+
+    def weighted_step(self, coef: Tensor, u: Tensor) -> Tensor:
+        """``sum_i coef_i H(s_j - u_i)`` for every value ``j`` (an affine function per bucket)."""
+        offset, slope = self._coefficients(coef, u)
+        zero = offset.new_zeros(1)  # the extra bucket of non-negatives
+        offset, slope = torch.cat([offset, zero]), torch.cat([slope, zero])
         b = self.bucket
         return offset.index_select(0, b) + self.s * slope.index_select(0, b)
 
 
-def _split(logits: Tensor, labels: Tensor, delta: float):
-    """Positives, and the negatives that can matter (``s > min_P - delta``; the others have
-    ``H = 0`` for every positive): gathered when they are few, else all values with a 0/1 weight
-    (early in training nearly every negative is relevant, and gathering 10^7 values costs more)."""
+class _CompiledBands(_Bands):
+    """Bands from the compiled ``d2_boxunc::alrp_band_*`` kernels: one pass over all logits for
+    the statistics and one for the gradients, each value bucketed in O(1) through a grid of
+    ``32 |e|`` cells (no gathered copies, no per-value index tensors).
+
+    ``s`` are all values, ``y`` their labels (0 = negative); the gradient is 0 off the negatives.
+    """
+
+    def __init__(self, s: Tensor, y: Tensor, u: Tensor, delta: float, fn: str):
+        super().__init__(u, delta)
+        self.s, self.y = s, y
+        # values are compared with the edges rounded to their dtype (see _TorchBands)
+        self.e = self.edges.to(s.dtype)
+        cnt, tot = torch.ops.d2_boxunc.alrp_band_stats(s, y, self.e)
+        if bool(cnt[-1] > 0):
+            raise ValueError(f"{fn}: {int(cnt[-1])} negative logit(s) are NaN or infinite")
+        self._prefix(cnt[:-1], tot)
+
+    def weighted_step(self, coef: Tensor, u: Tensor) -> Tensor:
+        offset, slope = self._coefficients(coef, u)
+        return torch.ops.d2_boxunc.alrp_band_grad(self.s, self.y, self.e, offset, slope)
+
+
+def _use_compiled(s: Tensor) -> bool:
+    if not has_ops():
+        return False
+    return s.device.type == "cpu" or (s.is_cuda and cuda_version() != -1)
+
+
+def _split(logits: Tensor, labels: Tensor, pos_idx: Tensor, delta: float, fn: str):
+    """Positives (index, float64 logit) and the bands of the negatives.
+
+    Compiled path: the kernels read all logits and labels. Pure-PyTorch path: only the negatives
+    that can matter (``s > min_P - delta``; the others have ``H = 0`` for every positive),
+    gathered when they are few, else all values with a 0/1 weight (early in training nearly every
+    negative is relevant, and gathering 10^7 values costs more). Returns ``(s, pos_idx, u, neg_idx,
+    bands)``; ``neg_idx`` is None when the bands' gradient covers every value.
+    """
     s = logits.reshape(-1)
     y = labels.reshape(-1)
-    pos_idx = torch.nonzero(y == 1).squeeze(1)
     u = s[pos_idx].double()
+    if not bool(torch.isfinite(u).all()):
+        raise ValueError(f"{fn}: the logits of the positives contain NaN or infinity")
+    if _use_compiled(s):
+        if y.dtype == torch.bool:
+            y = y.view(torch.uint8)
+        return s, pos_idx, u, None, _CompiledBands(s.contiguous(), y.contiguous(), u, delta, fn)
     thr = (u.min() - delta).to(s.dtype)
     neg = y == 0
     relevant = neg & (s > thr)
     if 2 * int(torch.count_nonzero(relevant)) < s.numel():
         neg_idx = torch.nonzero(relevant).squeeze(1)
-        return s, pos_idx, u, neg_idx, s[neg_idx], None
-    return s, pos_idx, u, None, s, neg
+        return s, pos_idx, u, neg_idx, _TorchBands(s[neg_idx], None, u, delta)
+    return s, pos_idx, u, None, _TorchBands(s, neg, u, delta)
 
 
 def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_grad):
@@ -192,13 +252,12 @@ def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_grad):
     return grad
 
 
-def _alrp_sorted(logits, labels, loc_err, delta, eps):
-    s, pos_idx, u, neg_idx, vals, neg = _split(logits, labels, delta)
+def _alrp_sorted(logits, labels, pos_idx, loc_err, delta, eps):
+    s, pos_idx, u, neg_idx, bands = _split(logits, labels, pos_idx, delta, "alrp_cls")
     P = pos_idx.numel()
     err = loc_err.reshape(-1).detach().double()
     order = torch.argsort(u, stable=True)
     u_sorted = u[order]
-    bands = _NegativeBands(vals, neg, u, delta)
     n_fp = bands.soft_count(u)
     rank_pos = 1 + _band_sum(u_sorted, None, u, delta) - 0.5  # drop the self term H(0) = 1/2
     rank = rank_pos + n_fp
@@ -212,12 +271,11 @@ def _alrp_sorted(logits, labels, loc_err, delta, eps):
     return loss, rank, order, grad
 
 
-def _ap_sorted(logits, labels, delta):
-    s, pos_idx, u, neg_idx, vals, neg = _split(logits, labels, delta)
+def _ap_sorted(logits, labels, pos_idx, delta):
+    s, pos_idx, u, neg_idx, bands = _split(logits, labels, pos_idx, delta, "ap_loss")
     P = pos_idx.numel()
     order = torch.argsort(u, stable=True)
     u_sorted = u[order]
-    bands = _NegativeBands(vals, neg, u, delta)
     n_fp = bands.soft_count(u)
     rank_pos = 1 + _band_sum(u_sorted, None, u, delta) - 0.5
     rank = rank_pos + n_fp
@@ -247,7 +305,7 @@ def _loop_inputs(logits, labels, delta):
     return s, fg, fg_logits, bg, s[bg]
 
 
-def _alrp_loop(logits, labels, loc_err, delta, eps):
+def _alrp_loop(logits, labels, pos_idx, loc_err, delta, eps):
     s, fg, fg_logits, bg, bg_logits = _loop_inputs(logits, labels, delta)
     err = loc_err.reshape(-1).detach().to(s.dtype)
     grad = torch.zeros_like(s)
@@ -274,7 +332,7 @@ def _alrp_loop(logits, labels, loc_err, delta, eps):
     return 1 - prec.mean(), rank, order, grad
 
 
-def _ap_loop(logits, labels, delta):
+def _ap_loop(logits, labels, pos_idx, delta):
     s, fg, fg_logits, bg, bg_logits = _loop_inputs(logits, labels, delta)
     grad = torch.zeros_like(s)
     P = fg_logits.numel()
@@ -307,10 +365,10 @@ def _ap_loop(logits, labels, delta):
 # ------------------------------------------------------------------------------------------------
 class _ALRPCls(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, labels, loc_err, delta, eps, impl):
+    def forward(ctx, logits, labels, pos_idx, loc_err, delta, eps, impl):
         with torch.no_grad():
             fn = _alrp_sorted if impl == "sorted" else _alrp_loop
-            loss, rank, order, grad = fn(logits, labels, loc_err, delta, eps)
+            loss, rank, order, grad = fn(logits, labels, pos_idx, loc_err, delta, eps)
         ctx.save_for_backward(grad.view_as(logits))
         rank = rank.to(logits.dtype)
         ctx.mark_non_differentiable(rank, order)
@@ -319,22 +377,27 @@ class _ALRPCls(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss, grad_rank, grad_order):
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss, None, None, None, None, None
+        return grad * grad_loss, None, None, None, None, None, None
 
 
 class _APLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, labels, delta, impl):
+    def forward(ctx, logits, labels, pos_idx, delta, impl):
         with torch.no_grad():
             fn = _ap_sorted if impl == "sorted" else _ap_loop
-            loss, grad = fn(logits, labels, delta)
+            loss, grad = fn(logits, labels, pos_idx, delta)
         ctx.save_for_backward(grad.view_as(logits))
         return loss.to(logits.dtype)
 
     @staticmethod
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss, None, None, None
+        return grad * grad_loss, None, None, None, None
+
+
+def _positives(labels: Tensor) -> Tensor:
+    """Flat indices of the positives (label 1), found once per call."""
+    return torch.nonzero(labels.reshape(-1) == 1).squeeze(1)
 
 
 def _as_compute_dtype(logits: Tensor) -> Tensor:
@@ -375,7 +438,8 @@ def alrp_cls(
     """
     _check(logits, labels, delta, impl, "alrp_cls")
     logits = _as_compute_dtype(logits)
-    num_pos = int(torch.count_nonzero(labels == 1))
+    pos_idx = _positives(labels)
+    num_pos = pos_idx.numel()
     if loc_err.numel() != num_pos:
         raise ValueError(
             f"alrp_cls: loc_err must have one entry per positive ({num_pos}), got {loc_err.numel()}"
@@ -383,7 +447,7 @@ def alrp_cls(
     if num_pos == 0:
         empty = logits.new_zeros(0)
         return logits.sum() * 0, empty, torch.zeros(0, dtype=torch.long, device=logits.device)
-    return _ALRPCls.apply(logits, labels, loc_err, float(delta), float(eps), impl)
+    return _ALRPCls.apply(logits, labels, pos_idx, loc_err, float(delta), float(eps), impl)
 
 
 def alrp_loc(loc_err: Tensor, rank: Tensor, order: Tensor) -> Tensor:
@@ -414,6 +478,7 @@ def ap_loss(logits: Tensor, labels: Tensor, delta: float = 1.0, impl: str = "sor
     """
     _check(logits, labels, delta, impl, "ap_loss")
     logits = _as_compute_dtype(logits)
-    if not bool((labels == 1).any()):
+    pos_idx = _positives(labels)
+    if pos_idx.numel() == 0:
         return logits.sum() * 0
-    return _APLoss.apply(logits, labels, float(delta), impl)
+    return _APLoss.apply(logits, labels, pos_idx, float(delta), impl)

@@ -3,10 +3,23 @@
 import pytest
 import torch
 
+from d2_boxunc._extension import has_ops
 from d2_boxunc.losses import alrp_cls, alrp_loc, ap_loss
+from d2_boxunc.losses import alrp_loss as alrp_module
 from tests.conftest import cpu_and_cuda
 
 ATOL = 1e-9
+needs_ops = pytest.mark.skipif(not has_ops(), reason="compiled ops not built")
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def bands(request, monkeypatch):
+    """Run a test through the compiled band kernels and through the pure-PyTorch fallback."""
+    if request.param == "compiled" and not has_ops():
+        pytest.skip("compiled ops not built")
+    if request.param == "torch":
+        monkeypatch.setattr(alrp_module, "_use_compiled", lambda s: False)
+    return request.param
 
 
 def _case(num_pos, num=2000, kind="random", seed=0, device="cpu"):
@@ -51,7 +64,7 @@ CASES += [(7, "separated"), (7, "some_clear"), (500, "some_clear")]
 
 
 @pytest.mark.parametrize("num_pos,kind", CASES)
-def test_alrp_sorted_equals_loop(num_pos, kind):
+def test_alrp_sorted_equals_loop(num_pos, kind, bands):
     s, y, err = _case(num_pos, kind=kind)
     ref = _run_alrp(s, y, err, "loop")
     out = _run_alrp(s, y, err, "sorted")
@@ -71,7 +84,7 @@ def test_alrp_sorted_equals_loop(num_pos, kind):
 
 
 @pytest.mark.parametrize("num_pos,kind", CASES)
-def test_ap_sorted_equals_loop(num_pos, kind):
+def test_ap_sorted_equals_loop(num_pos, kind, bands):
     s, y, _ = _case(num_pos, kind=kind, seed=1)
     ref = _run_ap(s, y, "loop")
     out = _run_ap(s, y, "sorted")
@@ -150,7 +163,7 @@ def test_grad_output_scales_and_half_inputs():
 
 
 @pytest.mark.parametrize("device", cpu_and_cuda())
-def test_device_and_float32(device):
+def test_device_and_float32(device, bands):
     s, y, err = _case(500, num=20000, device=device)
     ref = _run_alrp(s.cpu(), y.cpu(), err.cpu(), "sorted")
     out = _run_alrp(s.float(), y, err.float(), "sorted")
@@ -177,8 +190,8 @@ def test_grid_bucketize_equals_search():
 
 
 @pytest.mark.parametrize("num_pos", [3, 40])
-def test_sorted_equals_loop_when_few_negatives_are_relevant(num_pos):
-    """Late in training most negatives sit far below every positive: the gathered path."""
+def test_sorted_equals_loop_when_few_negatives_are_relevant(num_pos, bands):
+    """Late in training most negatives sit far below every positive (the fallback gathers them)."""
     s, y, err = _case(num_pos, num=3000, seed=2)
     s = torch.where(y == 1, s + 4, s - 4)
     ref = _run_alrp(s, y, err, "loop")
@@ -188,3 +201,71 @@ def test_sorted_equals_loop_when_few_negatives_are_relevant(num_pos):
     torch.testing.assert_close(
         _run_ap(s, y, "sorted")[1], _run_ap(s, y, "loop")[1], atol=ATOL, rtol=0
     )
+
+
+def _band_edges(u, dtype):
+    """The sorted band edges (delta 1) of positives ``u``, in ``dtype``."""
+    return torch.sort(torch.cat([u - 1, u + 1])).values.to(dtype)
+
+
+@needs_ops
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layout", ["spread", "crowded", "all_equal"])
+def test_band_kernel_buckets_equal_bucketize(dtype, layout):
+    """The O(1) grid lookup of the kernels gives exactly torch.bucketize's buckets: values on,
+    just above and just below every edge, far outside, in crowded cells and with equal edges."""
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(300, generator=g, dtype=torch.float64)
+    if layout == "crowded":
+        u[:150] = u[150:].round(decimals=1)
+        u[:20] = u.max()
+    elif layout == "all_equal":
+        u[:] = 0.3
+    e = _band_edges(u, dtype)
+    v = torch.cat([torch.randn(20000, generator=g, dtype=torch.float64) * 3, e.double(),
+                   e.double() + 40, e.double() - 40]).to(dtype)  # fmt: skip
+    v = torch.cat([v, e, e.nextafter(e + 1), e.nextafter(e - 1)])
+    y = torch.zeros(v.numel(), dtype=torch.int8)
+    y[::7] = 1  # not negatives: skipped
+    cnt, tot = torch.ops.d2_boxunc.alrp_band_stats(v, y, e)
+    neg = v[y == 0]
+    ref_bucket = torch.bucketize(neg, e)
+    ref_cnt = torch.bincount(ref_bucket, minlength=e.numel() + 1).double()
+    ref_tot = torch.zeros(e.numel() + 1, dtype=torch.float64).index_add_(0, ref_bucket, neg.double())
+    assert torch.equal(cnt[:-1], ref_cnt) and cnt[-1] == 0
+    torch.testing.assert_close(tot, ref_tot, atol=1e-9, rtol=1e-12)
+    # gradient pass: the bucket's affine function on negatives, 0 elsewhere
+    offset = torch.randn(e.numel() + 1, generator=g, dtype=torch.float64)
+    slope = torch.randn(e.numel() + 1, generator=g, dtype=torch.float64)
+    grad = torch.ops.d2_boxunc.alrp_band_grad(v, y, e, offset, slope)
+    assert grad.dtype == dtype and torch.all(grad[y != 0] == 0)
+    expect = (offset[ref_bucket] + neg.double() * slope[ref_bucket]).to(dtype)
+    assert torch.equal(grad[y == 0], expect)
+
+
+@needs_ops
+def test_band_ops_opcheck():
+    u = torch.randn(20, dtype=torch.float64)
+    e = _band_edges(u, torch.float32)
+    v = torch.randn(500)
+    y = torch.randint(-1, 2, (500,))
+    torch.library.opcheck(torch.ops.d2_boxunc.alrp_band_stats, (v, y, e))
+    coef = torch.randn(e.numel() + 1, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.d2_boxunc.alrp_band_grad, (v, y, e, coef, coef.flip(0)))
+    with pytest.raises(RuntimeError, match="ascending"):
+        torch.ops.d2_boxunc.alrp_band_stats(v, y, e.flip(0))
+    with pytest.raises(RuntimeError, match="integer"):
+        torch.ops.d2_boxunc.alrp_band_stats(v, y.float(), e)
+
+
+@pytest.mark.parametrize("where", ["negative", "positive"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_logits_raise(where, value, bands):
+    s, y, err = _case(7)
+    s[torch.nonzero(y == (0 if where == "negative" else 1))[0]] = value
+    if where == "negative" and bands == "torch":
+        pytest.skip("the fallback checks the positives only (a full pass would cost as much)")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        alrp_cls(s, y, err)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        ap_loss(s, y)

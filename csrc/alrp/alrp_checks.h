@@ -1,0 +1,42 @@
+// Argument checks of the aLRP band kernels (the Python wrapper prepares valid inputs; these
+// guard direct calls of torch.ops.d2_boxunc.*).
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace d2_boxunc {
+
+inline void check_band_args(
+    const at::Tensor& values, const at::Tensor& labels, const at::Tensor& edges) {
+  TORCH_CHECK(values.dim() == 1 && values.is_contiguous(), "values must be a contiguous 1-D tensor");
+  TORCH_CHECK(
+      values.scalar_type() == at::kFloat || values.scalar_type() == at::kDouble,
+      "values must be float32 or float64, got ", values.scalar_type());
+  TORCH_CHECK(
+      labels.dim() == 1 && labels.numel() == values.numel() && labels.is_contiguous(),
+      "labels must be a contiguous 1-D tensor with one entry per value");
+  TORCH_CHECK(
+      at::isIntegralType(labels.scalar_type(), /*includeBool=*/false),
+      "labels must be an integer tensor, got ", labels.scalar_type());
+  TORCH_CHECK(
+      edges.dim() == 1 && edges.numel() >= 1 && edges.is_contiguous() &&
+          edges.scalar_type() == values.scalar_type(),
+      "edges must be a non-empty contiguous 1-D tensor of the values' dtype");
+  TORCH_CHECK(edges.numel() < (int64_t(1) << 30), "too many edges: ", edges.numel());
+  for (const at::Tensor* t : {&labels, &edges}) {
+    TORCH_CHECK(t->device() == values.device(), "all inputs must be on ", values.device());
+  }
+}
+
+inline void check_coef_args(const at::Tensor& values, const at::Tensor& edges,
+                            const at::Tensor& offset, const at::Tensor& slope) {
+  for (const at::Tensor* t : {&offset, &slope}) {
+    TORCH_CHECK(
+        t->dim() == 1 && t->numel() == edges.numel() + 1 && t->is_contiguous() &&
+            t->scalar_type() == at::kDouble && t->device() == values.device(),
+        "offset and slope must be contiguous float64 tensors of shape (", edges.numel() + 1,
+        ",) on ", values.device());
+  }
+}
+
+}  // namespace d2_boxunc
