@@ -38,9 +38,12 @@ def random_boxes(num: int, sqrt_area: tuple[float, float]) -> torch.Tensor:
     return torch.stack([torch.zeros(num), x1, y1, x1 + w, y1 + h], 1)
 
 
-def timeit(fn, repeat: int = 5) -> float:
-    """Median wall time in ms after one warm-up call."""
-    fn()
+def timeit(fn, repeat: int = 5, warmup: int = 10) -> float:
+    """Median wall time in ms after `warmup` untimed calls: the steady state of a training run.
+    The first calls of a process pay for fresh memory (PrRoIPool's map-sized buffers take ~8 calls
+    until the kernel has huge pages ready for them, and are ~2x slower until then)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -72,12 +75,12 @@ def bench_level(stride: int, sqrt_area: tuple[float, float]) -> dict:
         row["fwd_ms"] = {
             k: timeit(lambda: f(feats, rois)) for k, f in ops.items() if k != "reference"
         }
-        ref = timeit(lambda: ops["reference"](feats, rois[:REF_ROIS]), repeat=2)
+        ref = timeit(lambda: ops["reference"](feats, rois[:REF_ROIS]), repeat=3, warmup=1)
         row["fwd_ms"]["reference"] = ref * NUM_ROIS / REF_ROIS
     row["fwd_bwd_ms"] = {
         "prroi_pool": timeit(forward_backward(ops["prroi_pool"], feats, rois, True)),
         "roi_align": timeit(forward_backward(ops["roi_align"], feats, rois, False)),
-        "reference": timeit(forward_backward(ops["reference"], feats, rois[:REF_ROIS], True), 2)
+        "reference": timeit(forward_backward(ops["reference"], feats, rois[:REF_ROIS], True), 3, 1)
         * NUM_ROIS
         / REF_ROIS,
     }

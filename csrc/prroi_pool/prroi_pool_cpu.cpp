@@ -7,7 +7,12 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "prroi_pool/prroi_pool_checks.h"
 #include "prroi_pool/prroi_pool_kernel.h"
@@ -98,21 +103,25 @@ inline void axpy(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
   for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
 }
 
-// All kernels work on channels-last copies (N, H, W, C) and (K, PH, PW, C): every sample read or
-// written is then a contiguous channel vector, instead of one scattered cache line per channel.
+// All kernels work on channels-last copies (N, H, W, C) of the map: every sample read or written
+// is then a contiguous channel vector, instead of one scattered cache line per channel. The
+// forward accumulates each RoI in a small channels-last buffer and writes it out as (C, PH, PW).
 template <typename T>
 void forward_impl(
     const T* input, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
     const AxisWeights<T>& wy, T* output, int64_t channels, int64_t height, int64_t width,
     int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
-  const int64_t C = channels;
+  const int64_t C = channels, bins = ph * pw;
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> rows;
+    std::vector<T> rows, acc(bins * C);
     for (int64_t m = begin; m < end; ++m) {
       const RoiGeometry<T>& g = geo[m];
-      T* out = output + m * ph * pw * C;
-      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      T* out = output + m * C * bins;  // (C, PH, PW)
+      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) {
+        std::fill(out, out + C * bins, T(0));
+        continue;
+      }
       const T* image = input + g.batch * height * width * C;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
       // rows[r][q][c] = sum_j F[i0 + r, j, c] Kx[q][j]
@@ -122,18 +131,22 @@ void forward_impl(
         for (int64_t q = 0; q < pw; ++q) {
           const int64_t k = m * pw + q;
           const T* w = wx.weights(m, q);
-          T* acc = rows.data() + (r * pw + q) * C;
-          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(acc, f + (wx.lo[k] + t) * C, w[t], C);
+          T* a = rows.data() + (r * pw + q) * C;
+          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(a, f + (wx.lo[k] + t) * C, w[t], C);
         }
       }
-      // out[p][q][c] = sum_i Ky[p][i] rows[i][q][c] / area
+      // acc[p][q][c] = sum_i Ky[p][i] rows[i][q][c] / area
+      std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t p = 0; p < ph; ++p) {
         const int64_t k = m * ph + p;
         const T* w = wy.weights(m, p);
         for (int64_t t = 0; t < wy.n[k]; ++t) {
           const T* row = rows.data() + (wy.lo[k] + t - i0) * pw * C;
-          axpy(out + p * pw * C, row, w[t] * g.inv_area, pw * C);
+          axpy(acc.data() + p * pw * C, row, w[t] * g.inv_area, pw * C);
         }
+      }
+      for (int64_t b = 0; b < bins; ++b) {
+        for (int64_t c = 0; c < C; ++c) out[c * bins + b] = acc[b * C + c];
       }
     }
   });
@@ -275,9 +288,70 @@ void rois_grad_impl(
   });
 }
 
-// (K, C, PH, PW) or (N, C, H, W) -> a contiguous channels-last copy (free if already so).
+// dst[b][j][i] = src[b][i][j] for `batch` row-major (rows x cols) matrices, in 32 x 32 tiles
+// (both sides then touch whole cache lines; a plain strided copy misses on every element).
+template <typename T>
+void transpose_batched(const T* src, T* dst, int64_t batch, int64_t rows, int64_t cols) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  const int64_t col_tiles = (cols + kTile - 1) / kTile;
+  at::parallel_for(0, batch * row_tiles * col_tiles, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      // destination-major order: each thread writes (and first touches) one contiguous range
+      const int64_t b = t / (row_tiles * col_tiles);
+      const int64_t j0 = (t / row_tiles % col_tiles) * kTile;
+      const int64_t i0 = (t % row_tiles) * kTile;
+      const int64_t i1 = std::min(rows, i0 + kTile), j1 = std::min(cols, j0 + kTile);
+      const T* s = src + b * rows * cols;
+      T* d = dst + b * rows * cols;
+      for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t i = i0; i < i1; ++i) d[j * rows + i] = s[i * cols + j];
+      }
+    }
+  });
+}
+
+// at::empty for the map-sized workspaces (a feature map and its gradient in the other layout,
+// tens of MB each). Fresh allocations of that size are new pages, and faulting them in 4 KiB at a
+// time cost as much as the transpose that fills them; on Linux the 2 MiB-aligned interior is
+// marked for transparent huge pages before first touch (what torch's THP_MEM_ALLOC_ENABLE does
+// for every allocation). Elsewhere, or when THP is off, this is plain at::empty.
+at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t end = begin + t.nbytes();
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
+  if (last > first + kHuge) {
+    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // a hint: errors ignored
+  }
+#endif
+  return t;
+}
+
+// (K, C, PH, PW) or (N, C, H, W) -> a contiguous channels-last (K, PH, PW, C) / (N, H, W, C)
+// tensor: free if the input already is channels-last, else a tiled transpose.
 at::Tensor channels_last(const at::Tensor& t) {
-  return t.permute({0, 2, 3, 1}).contiguous();
+  at::Tensor nhwc = t.permute({0, 2, 3, 1});
+  if (nhwc.is_contiguous()) return nhwc;
+  const at::Tensor src = t.contiguous();
+  at::Tensor out = empty_large(nhwc.sizes(), t.options());
+  const int64_t n = t.size(0), c = t.size(1), hw = t.size(2) * t.size(3);
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "prroi_channels_last", [&] {
+    transpose_batched<scalar_t>(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c, hw);
+  });
+  return out;
+}
+
+// The inverse: a contiguous (N, H, W, C) tensor -> a contiguous (N, C, H, W) one.
+at::Tensor channels_first(const at::Tensor& nhwc) {
+  const int64_t n = nhwc.size(0), h = nhwc.size(1), w = nhwc.size(2), c = nhwc.size(3);
+  at::Tensor out = empty_large({n, c, h, w}, nhwc.options());
+  AT_DISPATCH_FLOATING_TYPES(nhwc.scalar_type(), "prroi_channels_first", [&] {
+    transpose_batched<scalar_t>(nhwc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, h * w, c);
+  });
+  return out;
 }
 
 at::Tensor prroi_pool_forward_cpu(
@@ -289,7 +363,7 @@ at::Tensor prroi_pool_forward_cpu(
     return at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
   }
   const at::Tensor in = channels_last(input), r = rois.contiguous();
-  at::Tensor out = at::zeros({num_rois, pooled_height, pooled_width, channels}, input.options());
+  at::Tensor out = empty_large({num_rois, channels, pooled_height, pooled_width}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_forward_cpu", [&] {
     using T = scalar_t;
     const auto geo = geometries(
@@ -301,7 +375,7 @@ at::Tensor prroi_pool_forward_cpu(
         in.data_ptr<T>(), geo, wx, wy, out.data_ptr<T>(), channels, input.size(2), input.size(3),
         pooled_height, pooled_width);
   });
-  return out.permute({0, 3, 1, 2}).contiguous();
+  return out;
 }
 
 std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
@@ -320,7 +394,8 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
   }
   const at::Tensor in = channels_last(input), r = rois.contiguous();
   const at::Tensor g = channels_last(grad), out = channels_last(output);
-  at::Tensor grad_in = input_grad ? at::zeros_like(in) : no_input_grad;  // (N, H, W, C)
+  at::Tensor grad_in = no_input_grad;  // (N, H, W, C)
+  if (input_grad) grad_in = empty_large(in.sizes(), in.options()).zero_();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
     using T = scalar_t;
     const T scale = static_cast<T>(spatial_scale);
@@ -339,7 +414,7 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
         pooled_width);
   });
   if (!input_grad) return {no_input_grad, grad_rois};
-  return {grad_in.permute({0, 3, 1, 2}).contiguous(), grad_rois};
+  return {channels_first(grad_in), grad_rois};
 }
 
 }  // namespace

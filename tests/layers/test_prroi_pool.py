@@ -87,6 +87,32 @@ def test_kernel_matches_reference(dtype, rtol, aligned):
         )
 
 
+@pytest.mark.parametrize(
+    "layout", ["contiguous", "channels_last", "strided"], ids=lambda v: v
+)
+def test_memory_layouts_agree_with_reference(layout):
+    """The kernels run on channels-last copies made by tiled transposes (32 x 32 tiles): sizes
+    that leave partial tiles, a channels-last input (no copy) and a non-contiguous view agree."""
+    torch.manual_seed(0)
+    base = torch.randn(2, 70, 37, 45, dtype=torch.float64)
+    x = {
+        "contiguous": base[:, :35],
+        "channels_last": base[:, :35].contiguous(memory_format=torch.channels_last),
+        "strided": base[:, ::2],
+    }[layout]
+    rois = _random_rois(30, 2, 37, 45, 0.5, torch.float64)
+    grad = torch.randn(30, 35, 3, 4, dtype=torch.float64)
+
+    def run(impl):
+        xi, r = x.detach().clone(memory_format=torch.preserve_format), rois.clone()
+        xi.requires_grad_(), r.requires_grad_()
+        out = impl(xi, r, (3, 4), 0.5, True)
+        return (out, *torch.autograd.grad(out, (xi, r), grad))
+
+    for a, e in zip(run(prroi_pool), run(reference)):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_avg_pool_identity(impl):
     # Over one unit cell the bilinear patch integrates to the mean of its 4 corners.
