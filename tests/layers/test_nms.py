@@ -57,6 +57,30 @@ def test_soft_nms_matches_reference(method, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["linear", "gaussian", "hard"])
+def test_soft_nms_pruning_by_x_range_misses_no_overlap(method, dtype):
+    """soft_nms only rescans boxes whose x1 lies within the widest box of the selection: widths
+    from 0.5 to 400 px, boxes that touch exactly (quantised coordinates), inverted boxes and tied
+    scores still give the reference's selection."""
+    for seed in range(6):
+        g = torch.Generator().manual_seed(100 + seed)
+        n = 300
+        x1 = torch.randint(0, 400, (n,), generator=g).double() / 2
+        y1 = torch.randint(0, 400, (n,), generator=g).double() / 2
+        w = torch.where(torch.rand(n, generator=g) < 0.1, 400.0, 0.5 + torch.randint(0, 80, (n,), generator=g) / 2)
+        h = 0.5 + torch.randint(0, 160, (n,), generator=g).double() / 2
+        boxes = torch.stack([x1, y1, x1 + w, y1 + h], 1)
+        boxes[:10, 2] = boxes[:10, 0] - 3  # inverted
+        scores = torch.randint(1, 40, (n,), generator=g).double() / 40  # many ties
+        boxes, scores = boxes.to(dtype), scores.to(dtype)
+        kw = dict(method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.01)
+        keep, out = soft_nms(boxes, scores, **kw)
+        keep_ref, out_ref = ref.soft_nms(boxes, scores, **kw)
+        assert torch.equal(keep, keep_ref), seed
+        assert_scores_close(out, out_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("multiply_cls", [False, True])
 def test_iou_guided_nms_matches_reference(multiply_cls, dtype):
     for seed in SEEDS:
