@@ -1,10 +1,15 @@
-// CPU KL-Loss NMS. Like soft-NMS, each round touches only the remaining boxes: one pass for the
-// IoUs with the selected box (and the per-coordinate max of the log weights), one for the votes,
-// and one that suppresses and compacts the survivors. O(N * K) time, O(N) memory.
+// CPU KL-Loss NMS. As in soft_nms, the remaining boxes are kept sorted by x1 so that a round only
+// visits the boxes whose x1 lies within the widest box of the selection (the only ones that can
+// overlap it): one pass over that range for the IoUs (and the per-coordinate max of the log
+// weights), one for the votes and one that decays or suppresses. A vote or suppression threshold
+// below 0 involves every box, and then the range is all of them. Dead boxes are dropped from the
+// arrays whenever they are half of them.
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "common/box_utils.h"
@@ -31,14 +36,21 @@ void kl_nms_one_class(
     std::vector<int64_t>& keep,
     std::vector<T>& voted,
     std::vector<T>& kept_scores) {
-  std::array<std::vector<T>, 4> c, a;  // coordinates and log-variances of the remaining boxes
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  std::vector<int64_t> order;
+  for (int64_t i : members) {
+    if (scores[i] >= p.score_threshold) order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](int64_t u, int64_t v) {
+    return boxes[4 * u] < boxes[4 * v];
+  });
+  std::array<std::vector<T>, 4> c, a;  // coordinates and log-variances, ascending x1
   std::vector<T> area, s, o;
   std::vector<int64_t> idx;
-  int64_t best = -1;
-  for (int64_t i : members) {
-    if (!(scores[i] >= p.score_threshold)) continue;
+  std::vector<uint8_t> alive;
+  T max_width = T(0);
+  for (int64_t i : order) {
     const T* b = boxes + 4 * i;
-    if (best < 0 || scores[i] > s[best]) best = static_cast<int64_t>(s.size());
     for (int k = 0; k < 4; ++k) {
       c[k].push_back(b[k]);
       if (p.vote) a[k].push_back(log_vars[4 * i + k]);
@@ -46,20 +58,39 @@ void kl_nms_one_class(
     area.push_back(box_area(b[0], b[1], b[2], b[3]));
     s.push_back(scores[i]);
     idx.push_back(i);
+    alive.push_back(1);
+    max_width = box_max(max_width, b[2] - b[0]);
   }
-  o.resize(s.size());
-  int64_t remaining = static_cast<int64_t>(s.size());
+  const bool everyone = (p.vote && p.vote_iou_threshold < T(0)) || (!p.soft && p.iou_threshold < T(0));
+  int64_t n = static_cast<int64_t>(s.size());
+  o.resize(n);
+  int64_t remaining = n;
   while (remaining > 0) {
-    const int64_t m = best;
+    // the maximum score (dead entries hold -inf), then the smallest input index holding it
+    T best = kNegInf;
+    for (int64_t j = 0; j < n; ++j) best = s[j] > best ? s[j] : best;
+    int64_t m = -1;
+    for (int64_t j = 0; j < n; ++j) {
+      if (s[j] == best && alive[j] && (m < 0 || idx[j] < idx[m])) m = j;
+    }
     keep.push_back(idx[m]);
     kept_scores.push_back(s[m]);
+    alive[m] = 0;
+    s[m] = kNegInf;
+    --remaining;
     const T mx1 = c[0][m], my1 = c[1][m], mx2 = c[2][m], my2 = c[3][m], marea = area[m];
+    int64_t lo = 0, hi = n;
+    if (!everyone) {  // overlap needs x2 > mx1 and x1 < mx2; the margin covers rounded widths
+      const T reach = max_width * T(1.01) + std::abs(mx1) * T(1e-5);
+      lo = std::upper_bound(c[0].begin(), c[0].begin() + n, mx1 - reach) - c[0].begin();
+      hi = std::lower_bound(c[0].begin(), c[0].begin() + n, mx2) - c[0].begin();
+    }
 
     // IoUs with the un-voted selected box; max log weight per coordinate (m itself: log p = 0).
     T mx[4];
     for (int k = 0; k < 4; ++k) mx[k] = p.vote ? -a[k][m] : T(0);
-    for (int64_t j = 0; j < remaining; ++j) {
-      if (j == m) continue;
+    for (int64_t j = lo; j < hi; ++j) {
+      if (!alive[j]) continue;
       o[j] = box_iou(mx1, my1, mx2, my2, marea, c[0][j], c[1][j], c[2][j], c[3][j], area[j]);
       if (p.vote && o[j] > p.vote_iou_threshold) {
         const T lp = vote_log_p(o[j], p.sigma_t);
@@ -73,8 +104,8 @@ void kl_nms_one_class(
         num[k] = e * c[k][m];
         den[k] = e;
       }
-      for (int64_t j = 0; j < remaining; ++j) {
-        if (j == m || !(o[j] > p.vote_iou_threshold)) continue;
+      for (int64_t j = lo; j < hi; ++j) {
+        if (!alive[j] || !(o[j] > p.vote_iou_threshold)) continue;
         const T lp = vote_log_p(o[j], p.sigma_t);
         for (int k = 0; k < 4; ++k) {
           const T e = box_exp(lp - a[k][j] - mx[k]);
@@ -87,28 +118,40 @@ void kl_nms_one_class(
       for (int k = 0; k < 4; ++k) voted.push_back(c[k][m]);
     }
 
-    int64_t w = 0;
-    best = -1;
-    for (int64_t j = 0; j < remaining; ++j) {
-      if (j == m) continue;
+    for (int64_t j = lo; j < hi; ++j) {
+      if (!alive[j]) continue;
       T sj = s[j];
+      bool dies = false;
       if (p.soft) {
         if (o[j] > T(0)) sj = sj * box_exp(-(o[j] * o[j]) / p.soft_sigma);
-      } else if (o[j] > p.iou_threshold) {
-        continue;
+      } else {
+        dies = o[j] > p.iou_threshold;
       }
-      if (!(sj >= p.score_threshold)) continue;
-      for (int k = 0; k < 4; ++k) {
-        c[k][w] = c[k][j];
-        if (p.vote) a[k][w] = a[k][j];
+      s[j] = sj;
+      if (dies || !(sj >= p.score_threshold)) {
+        alive[j] = 0;
+        s[j] = kNegInf;
+        --remaining;
       }
-      area[w] = area[j];
-      idx[w] = idx[j];
-      s[w] = sj;
-      if (best < 0 || sj > s[best]) best = w;
-      ++w;
     }
-    remaining = w;
+
+    if (2 * remaining < n) {  // drop the dead, keeping the x1 order
+      int64_t w = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (!alive[j]) continue;
+        for (int k = 0; k < 4; ++k) {
+          c[k][w] = c[k][j];
+          if (p.vote) a[k][w] = a[k][j];
+        }
+        area[w] = area[j];
+        s[w] = s[j];
+        idx[w] = idx[j];
+        alive[w] = 1;
+        ++w;
+      }
+      n = w;
+      for (int k = 0; k < 4; ++k) c[k].resize(n);  // the binary searches use c[0]'s end
+    }
   }
 }
 

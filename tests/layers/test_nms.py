@@ -56,28 +56,50 @@ def test_soft_nms_matches_reference(method, dtype):
         assert out.dtype == dtype and keep.dtype == torch.long
 
 
+def wide_range_boxes(seed, dtype, n=300):
+    """Widths from 0.5 to 400 px, quantised coordinates (boxes that touch exactly), 10 inverted
+    boxes and scores with many ties: the cases for the x-range pruning of soft_nms / kl_nms."""
+    g = torch.Generator().manual_seed(100 + seed)
+    x1 = torch.randint(0, 400, (n,), generator=g).double() / 2
+    y1 = torch.randint(0, 400, (n,), generator=g).double() / 2
+    narrow = 0.5 + torch.randint(0, 80, (n,), generator=g).double() / 2
+    w = torch.where(torch.rand(n, generator=g) < 0.1, 400.0, narrow)
+    h = 0.5 + torch.randint(0, 160, (n,), generator=g).double() / 2
+    boxes = torch.stack([x1, y1, x1 + w, y1 + h], 1)
+    boxes[:10, 2] = boxes[:10, 0] - 3
+    scores = torch.randint(1, 40, (n,), generator=g).double() / 40
+    log_vars = torch.randn(n, 4, generator=g, dtype=torch.float64) * 2
+    return boxes.to(dtype), scores.to(dtype), log_vars.to(dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", ["linear", "gaussian", "hard"])
 def test_soft_nms_pruning_by_x_range_misses_no_overlap(method, dtype):
-    """soft_nms only rescans boxes whose x1 lies within the widest box of the selection: widths
-    from 0.5 to 400 px, boxes that touch exactly (quantised coordinates), inverted boxes and tied
-    scores still give the reference's selection."""
+    """soft_nms only rescans boxes whose x1 lies within the widest box of the selection."""
     for seed in range(6):
-        g = torch.Generator().manual_seed(100 + seed)
-        n = 300
-        x1 = torch.randint(0, 400, (n,), generator=g).double() / 2
-        y1 = torch.randint(0, 400, (n,), generator=g).double() / 2
-        w = torch.where(torch.rand(n, generator=g) < 0.1, 400.0, 0.5 + torch.randint(0, 80, (n,), generator=g) / 2)
-        h = 0.5 + torch.randint(0, 160, (n,), generator=g).double() / 2
-        boxes = torch.stack([x1, y1, x1 + w, y1 + h], 1)
-        boxes[:10, 2] = boxes[:10, 0] - 3  # inverted
-        scores = torch.randint(1, 40, (n,), generator=g).double() / 40  # many ties
-        boxes, scores = boxes.to(dtype), scores.to(dtype)
+        boxes, scores, _ = wide_range_boxes(seed, dtype)
         kw = dict(method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.01)
         keep, out = soft_nms(boxes, scores, **kw)
         keep_ref, out_ref = ref.soft_nms(boxes, scores, **kw)
         assert torch.equal(keep, keep_ref), seed
         assert_scores_close(out, out_ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "soft,vote_iou_threshold", [(False, 0.0), (True, 0.0), (False, -1.0), (True, 0.3)]
+)
+def test_kl_nms_pruning_by_x_range_misses_no_overlap(soft, vote_iou_threshold, dtype):
+    """kl_nms prunes the same way, unless a negative vote threshold lets every box vote."""
+    for seed in range(4):
+        boxes, scores, log_vars = wide_range_boxes(seed, dtype)
+        kw = dict(iou_threshold=0.5, score_threshold=0.01, sigma_t=0.02, soft=soft,
+                  vote_iou_threshold=vote_iou_threshold)  # fmt: skip
+        keep, voted, out = kl_nms(boxes, scores, log_vars, **kw)
+        keep_ref, voted_ref, out_ref = ref.kl_nms(boxes, scores, log_vars, **kw)
+        assert torch.equal(keep, keep_ref), seed
+        assert_scores_close(out, out_ref)
+        torch.testing.assert_close(voted, voted_ref, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
