@@ -1,9 +1,11 @@
 // CPU IoU-guided NMS: sort by key, then the greedy suppression loop of hard NMS (suppressed boxes
 // are skipped early), taking the max cls score of each cluster on the way. Per class, on
-// contiguous copies of the boxes in key order.
+// contiguous copies of the boxes in key order; each kept box only visits the boxes whose x1 can
+// put them in overlap with it.
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -34,12 +36,40 @@ void iou_nms_one_class(
     c[a] = cls[members[a]];
   }
   std::vector<char> suppressed(g, 0);
+  if (iou_threshold < T(0)) {  // every later box is suppressed, overlapping or not
+    for (int64_t a = 0; a < g; ++a) {
+      if (suppressed[a]) continue;
+      T best = c[a];
+      for (int64_t b = a + 1; b < g; ++b) {
+        if (!suppressed[b]) best = box_max(best, c[b]);
+        suppressed[b] = 1;
+      }
+      kept[members[a]] = 1;
+      out_score[members[a]] = best;
+    }
+    return;
+  }
+  // Only boxes that overlap can be suppressed (IoU > threshold >= 0): as in soft_nms, a kept box
+  // visits the boxes whose x1 lies within the widest box of it (positions sorted by x1).
+  std::vector<int64_t> by_x(g);
+  std::iota(by_x.begin(), by_x.end(), 0);
+  std::stable_sort(by_x.begin(), by_x.end(), [&](int64_t u, int64_t v) { return x1[u] < x1[v]; });
+  std::vector<T> xs(g);
+  T max_width = T(0);
+  for (int64_t q = 0; q < g; ++q) {
+    xs[q] = x1[by_x[q]];
+    max_width = box_max(max_width, x2[q] - x1[q]);
+  }
   for (int64_t a = 0; a < g; ++a) {
     if (suppressed[a]) continue;
     T best = c[a];
     const T ax1 = x1[a], ay1 = y1[a], ax2 = x2[a], ay2 = y2[a], aarea = area[a];
-    for (int64_t b = a + 1; b < g; ++b) {
-      if (suppressed[b]) continue;
+    const T reach = max_width * T(1.01) + std::abs(ax1) * T(1e-5);
+    const auto lo = std::upper_bound(xs.begin(), xs.end(), ax1 - reach) - xs.begin();
+    const auto hi = std::lower_bound(xs.begin(), xs.end(), ax2) - xs.begin();
+    for (int64_t q = lo; q < hi; ++q) {
+      const int64_t b = by_x[q];
+      if (b <= a || suppressed[b]) continue;
       if (box_iou(ax1, ay1, ax2, ay2, aarea, x1[b], y1[b], x2[b], y2[b], area[b]) >
           iou_threshold) {
         suppressed[b] = 1;

@@ -103,6 +103,22 @@ def test_kl_nms_pruning_by_x_range_misses_no_overlap(soft, vote_iou_threshold, d
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("iou_threshold", [0.0, 0.5, -0.1])
+def test_iou_guided_nms_pruning_by_x_range_misses_no_overlap(iou_threshold, dtype):
+    """iou_guided_nms visits only boxes within the kept box's x-reach, unless a negative
+    threshold suppresses every later box."""
+    for seed in range(4):
+        boxes, scores, _ = wide_range_boxes(seed, dtype)
+        ious = scores.flip(0)
+        keep, out = iou_guided_nms(boxes, scores, ious, iou_threshold, True)
+        keep_ref, out_ref = ref.iou_guided_nms(boxes, scores, ious, iou_threshold, True)
+        assert torch.equal(keep, keep_ref), seed
+        assert torch.equal(out, out_ref)
+        if iou_threshold < 0:
+            assert len(keep) == 1 and out[0] == scores.max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("multiply_cls", [False, True])
 def test_iou_guided_nms_matches_reference(multiply_cls, dtype):
     for seed in SEEDS:
