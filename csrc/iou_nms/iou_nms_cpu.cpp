@@ -64,9 +64,7 @@ void iou_nms_one_class(
     if (suppressed[a]) continue;
     T best = c[a];
     const T ax1 = x1[a], ay1 = y1[a], ax2 = x2[a], ay2 = y2[a], aarea = area[a];
-    const T reach = max_width * T(1.01) + std::abs(ax1) * T(1e-5);
-    const auto lo = std::upper_bound(xs.begin(), xs.end(), ax1 - reach) - xs.begin();
-    const auto hi = std::lower_bound(xs.begin(), xs.end(), ax2) - xs.begin();
+    const auto [lo, hi] = x_overlap_range(xs.data(), g, ax1, ax2, max_width);
     for (int64_t q = lo; q < hi; ++q) {
       const int64_t b = by_x[q];
       if (b <= a || suppressed[b]) continue;

@@ -10,6 +10,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "common/box_utils.h"
@@ -80,11 +81,7 @@ void kl_nms_one_class(
     --remaining;
     const T mx1 = c[0][m], my1 = c[1][m], mx2 = c[2][m], my2 = c[3][m], marea = area[m];
     int64_t lo = 0, hi = n;
-    if (!everyone) {  // overlap needs x2 > mx1 and x1 < mx2; the margin covers rounded widths
-      const T reach = max_width * T(1.01) + std::abs(mx1) * T(1e-5);
-      lo = std::upper_bound(c[0].begin(), c[0].begin() + n, mx1 - reach) - c[0].begin();
-      hi = std::lower_bound(c[0].begin(), c[0].begin() + n, mx2) - c[0].begin();
-    }
+    if (!everyone) std::tie(lo, hi) = x_overlap_range(c[0].data(), n, mx1, mx2, max_width);
 
     // IoUs with the un-voted selected box; max log weight per coordinate (m itself: log p = 0).
     T mx[4];

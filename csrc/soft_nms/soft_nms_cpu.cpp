@@ -107,11 +107,7 @@ void soft_nms_one_class(
     sv.s[m] = kNegInf;
     --remaining;
     const T mx1 = sv.x1[m], my1 = sv.y1[m], mx2 = sv.x2[m], my2 = sv.y2[m], marea = sv.area[m];
-    // Overlap needs x2 > mx1 and x1 < mx2 (exact comparisons). x2 <= x1 + max_width holds up to
-    // the rounding of the widths, hence the margin on the lower end.
-    const T reach = max_width * T(1.01) + std::abs(mx1) * T(1e-5);
-    const auto lo = std::upper_bound(sv.x1.begin(), sv.x1.end(), mx1 - reach) - sv.x1.begin();
-    const auto hi = std::lower_bound(sv.x1.begin(), sv.x1.end(), mx2) - sv.x1.begin();
+    const auto [lo, hi] = x_overlap_range(sv.x1.data(), sv.size(), mx1, mx2, max_width);
     for (int64_t j = lo; j < hi; ++j) {
       if (!sv.alive[j]) continue;
       const T iou = box_iou(mx1, my1, mx2, my2, marea, sv.x1[j], sv.y1[j], sv.x2[j], sv.y2[j],
