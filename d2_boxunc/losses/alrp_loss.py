@@ -221,8 +221,9 @@ def _split(logits: Tensor, labels: Tensor, pos_idx: Tensor, delta: float, fn: st
     Compiled path: the kernels read all logits and labels. Pure-PyTorch path: only the negatives
     that can matter (``s > min_P - delta``; the others have ``H = 0`` for every positive),
     gathered when they are few, else all values with a 0/1 weight (early in training nearly every
-    negative is relevant, and gathering 10^7 values costs more). Returns ``(s, pos_idx, u, neg_idx,
-    bands)``; ``neg_idx`` is None when the bands' gradient covers every value.
+    negative is relevant, and gathering 10^7 values costs more). Returns ``(s, u, neg_idx, bands)``;
+    ``neg_idx`` is None when the bands' gradient covers every value. A non-finite negative logit is
+    a ValueError on both paths (the kernels count them in their statistics pass).
     """
     s = logits.reshape(-1)
     y = labels.reshape(-1)
@@ -232,14 +233,17 @@ def _split(logits: Tensor, labels: Tensor, pos_idx: Tensor, delta: float, fn: st
     if _use_compiled(s):
         if y.dtype == torch.bool:
             y = y.view(torch.uint8)
-        return s, pos_idx, u, None, _CompiledBands(s.contiguous(), y.contiguous(), u, delta, fn)
-    thr = (u.min() - delta).to(s.dtype)
+        return s, u, None, _CompiledBands(s.contiguous(), y.contiguous(), u, delta, fn)
     neg = y == 0
+    bad = int(torch.count_nonzero(neg & ~torch.isfinite(s)))
+    if bad:
+        raise ValueError(f"{fn}: {bad} negative logit(s) are NaN or infinite")
+    thr = (u.min() - delta).to(s.dtype)
     relevant = neg & (s > thr)
     if 2 * int(torch.count_nonzero(relevant)) < s.numel():
         neg_idx = torch.nonzero(relevant).squeeze(1)
-        return s, pos_idx, u, neg_idx, _TorchBands(s[neg_idx], None, u, delta)
-    return s, pos_idx, u, None, _TorchBands(s, neg, u, delta)
+        return s, u, neg_idx, _TorchBands(s[neg_idx], None, u, delta)
+    return s, u, None, _TorchBands(s, neg, u, delta)
 
 
 def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_grad):
@@ -253,7 +257,7 @@ def _scatter_grad(s, pos_idx, pos_grad, neg_idx, neg_grad):
 
 
 def _alrp_sorted(logits, labels, pos_idx, loc_err, delta, eps):
-    s, pos_idx, u, neg_idx, bands = _split(logits, labels, pos_idx, delta, "alrp_cls")
+    s, u, neg_idx, bands = _split(logits, labels, pos_idx, delta, "alrp_cls")
     P = pos_idx.numel()
     err = loc_err.reshape(-1).detach().double()
     order = torch.argsort(u, stable=True)
@@ -272,7 +276,7 @@ def _alrp_sorted(logits, labels, pos_idx, loc_err, delta, eps):
 
 
 def _ap_sorted(logits, labels, pos_idx, delta):
-    s, pos_idx, u, neg_idx, bands = _split(logits, labels, pos_idx, delta, "ap_loss")
+    s, u, neg_idx, bands = _split(logits, labels, pos_idx, delta, "ap_loss")
     P = pos_idx.numel()
     order = torch.argsort(u, stable=True)
     u_sorted = u[order]
