@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "alrp/alrp_bands.h"
-#include "alrp/alrp_checks.h"
+#include "alrp/alrp_host.h"
 #include "alrp/alrp_tables.h"
 
 namespace d2_boxunc {
@@ -81,14 +81,10 @@ std::tuple<at::Tensor, at::Tensor> alrp_band_stats_cpu(
   const int64_t n = edges.numel();
   at::Tensor count = at::zeros({n + 2}, values.options().dtype(at::kDouble));
   at::Tensor sum = at::zeros({n + 1}, values.options().dtype(at::kDouble));
-  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "alrp_band_stats_cpu", [&] {
-    using T = scalar_t;
-    const BandTables<T> tab = build_band_tables<T>(edges);
-    AT_DISPATCH_INTEGRAL_TYPES(labels.scalar_type(), "alrp_band_stats_cpu_labels", [&] {
-      band_stats_impl<T, scalar_t>(
-          values.data_ptr<T>(), labels.data_ptr<scalar_t>(), values.numel(), tab,
-          count.data_ptr<double>(), sum.data_ptr<double>());
-    });
+  dispatch_band_types(values, labels, [&]<typename T, typename L>() {
+    band_stats_impl<T, L>(
+        values.data_ptr<T>(), labels.data_ptr<L>(), values.numel(), build_band_tables<T>(edges),
+        count.data_ptr<double>(), sum.data_ptr<double>());
   });
   return {count, sum};
 }
@@ -99,14 +95,10 @@ at::Tensor alrp_band_grad_cpu(
   check_band_args(values, labels, edges);
   check_coef_args(values, edges, offset, slope);
   at::Tensor out = at::empty_like(values);
-  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "alrp_band_grad_cpu", [&] {
-    using T = scalar_t;
-    const BandTables<T> tab = build_band_tables<T>(edges);
-    AT_DISPATCH_INTEGRAL_TYPES(labels.scalar_type(), "alrp_band_grad_cpu_labels", [&] {
-      band_grad_impl<T, scalar_t>(
-          values.data_ptr<T>(), labels.data_ptr<scalar_t>(), values.numel(), tab,
-          offset.data_ptr<double>(), slope.data_ptr<double>(), out.data_ptr<T>());
-    });
+  dispatch_band_types(values, labels, [&]<typename T, typename L>() {
+    band_grad_impl<T, L>(
+        values.data_ptr<T>(), labels.data_ptr<L>(), values.numel(), build_band_tables<T>(edges),
+        offset.data_ptr<double>(), slope.data_ptr<double>(), out.data_ptr<T>());
   });
   return out;
 }

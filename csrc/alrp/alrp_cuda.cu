@@ -10,7 +10,7 @@
 #include <torch/library.h>
 
 #include "alrp/alrp_bands.h"
-#include "alrp/alrp_checks.h"
+#include "alrp/alrp_host.h"
 #include "alrp/alrp_tables.h"
 
 namespace d2_boxunc {
@@ -107,17 +107,14 @@ std::tuple<at::Tensor, at::Tensor> alrp_band_stats_cuda(
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const bool shared = n + 2 <= kSharedBuckets;
   const size_t smem = shared ? 2 * (n + 2) * sizeof(double) : 0;
-  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "alrp_band_stats_cuda", [&] {
-    using T = scalar_t;
+  dispatch_band_types(values, labels, [&]<typename T, typename L>() {
     const DeviceTables<T> tab = device_tables<T>(edges);
-    AT_DISPATCH_INTEGRAL_TYPES(labels.scalar_type(), "alrp_band_stats_cuda_labels", [&] {
-      auto kernel = shared ? band_stats_kernel<T, scalar_t, true>
-                           : band_stats_kernel<T, scalar_t, false>;
-      kernel<<<grid_size(m), kThreads, smem, stream>>>(
-          values.data_ptr<T>(), labels.data_ptr<scalar_t>(), m, tab.edges.data_ptr<T>(), n,
-          reinterpret_cast<const BandCell*>(tab.info.data_ptr<uint8_t>()), tab.host.lo,
-          tab.host.scale, tab.host.cells, count.data_ptr<double>(), sum.data_ptr<double>());
-    });
+    const at::Tensor &e = tab.edges, &info = tab.info;  // non-dependent names for data_ptr<>
+    auto kernel = shared ? band_stats_kernel<T, L, true> : band_stats_kernel<T, L, false>;
+    kernel<<<grid_size(m), kThreads, smem, stream>>>(
+        values.data_ptr<T>(), labels.data_ptr<L>(), m, e.data_ptr<T>(), n,
+        reinterpret_cast<const BandCell*>(info.data_ptr<uint8_t>()), tab.host.lo,
+        tab.host.scale, tab.host.cells, count.data_ptr<double>(), sum.data_ptr<double>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {count, sum};
@@ -133,16 +130,14 @@ at::Tensor alrp_band_grad_cuda(
   const int64_t m = values.numel();
   if (m == 0) return out;
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "alrp_band_grad_cuda", [&] {
-    using T = scalar_t;
+  dispatch_band_types(values, labels, [&]<typename T, typename L>() {
     const DeviceTables<T> tab = device_tables<T>(edges);
-    AT_DISPATCH_INTEGRAL_TYPES(labels.scalar_type(), "alrp_band_grad_cuda_labels", [&] {
-      band_grad_kernel<T, scalar_t><<<grid_size(m), kThreads, 0, stream>>>(
-          values.data_ptr<T>(), labels.data_ptr<scalar_t>(), m, tab.edges.data_ptr<T>(),
-          reinterpret_cast<const BandCell*>(tab.info.data_ptr<uint8_t>()), tab.host.lo,
-          tab.host.scale, tab.host.cells, offset.data_ptr<double>(), slope.data_ptr<double>(),
-          out.data_ptr<T>());
-    });
+    const at::Tensor &e = tab.edges, &info = tab.info;  // non-dependent names for data_ptr<>
+    band_grad_kernel<T, L><<<grid_size(m), kThreads, 0, stream>>>(
+        values.data_ptr<T>(), labels.data_ptr<L>(), m, e.data_ptr<T>(),
+        reinterpret_cast<const BandCell*>(info.data_ptr<uint8_t>()), tab.host.lo,
+        tab.host.scale, tab.host.cells, offset.data_ptr<double>(), slope.data_ptr<double>(),
+        out.data_ptr<T>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;

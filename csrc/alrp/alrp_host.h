@@ -1,5 +1,6 @@
-// Argument checks of the aLRP band kernels (the Python wrapper prepares valid inputs; these
-// guard direct calls of torch.ops.d2_boxunc.*).
+// Host-side helpers of the aLRP band kernels, shared by the CPU and CUDA files: argument checks
+// (the Python wrapper prepares valid inputs; these guard direct calls of torch.ops.d2_boxunc.*)
+// and the dispatch over the (values, labels) dtype pair.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -37,6 +38,18 @@ inline void check_coef_args(const at::Tensor& values, const at::Tensor& edges,
         "offset and slope must be contiguous float64 tensors of shape (", edges.numel() + 1,
         ",) on ", values.device());
   }
+}
+
+// Calls f.template operator()<T, L>() with T the values' floating type and L the labels' integer
+// type (f: a C++20 templated lambda).
+template <typename F>
+void dispatch_band_types(const at::Tensor& values, const at::Tensor& labels, F&& f) {
+  AT_DISPATCH_FLOATING_TYPES(values.scalar_type(), "alrp_band_values", [&] {
+    using T = scalar_t;
+    AT_DISPATCH_INTEGRAL_TYPES(labels.scalar_type(), "alrp_band_labels", [&] {
+      f.template operator()<T, scalar_t>();
+    });
+  });
 }
 
 }  // namespace d2_boxunc
