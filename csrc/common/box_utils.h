@@ -29,17 +29,18 @@ HOST_DEVICE inline T box_area(T x1, T y1, T x2, T y2) {
 
 // IoU of a and b given their precomputed areas. Evaluated as inter / ((area_a + area_b) - inter),
 // the same order as the PyTorch references; returns 0 when the boxes do not overlap or the union
-// is empty.
+// is empty. Written with selects rather than early returns: in the NMS loops whether a box
+// overlaps the selection is a coin flip, which a branch would mispredict.
 template <typename T>
 HOST_DEVICE inline T box_iou(
     T ax1, T ay1, T ax2, T ay2, T area_a, T bx1, T by1, T bx2, T by2, T area_b) {
   const T iw = box_min(ax2, bx2) - box_max(ax1, bx1);
-  if (!(iw > T(0))) return T(0);
   const T ih = box_min(ay2, by2) - box_max(ay1, by1);
-  if (!(ih > T(0))) return T(0);
-  const T inter = iw * ih;
+  const bool overlap = (iw > T(0)) & (ih > T(0));
+  const T inter = overlap ? iw * ih : T(0);
   const T uni = area_a + area_b - inter;
-  return uni > T(0) ? inter / uni : T(0);
+  const bool valid = overlap & (uni > T(0));
+  return (valid ? inter : T(0)) / (valid ? uni : T(1));  // an unconditional divide vectorises
 }
 
 }  // namespace d2_boxunc

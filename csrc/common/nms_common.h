@@ -64,17 +64,4 @@ inline std::vector<std::vector<int64_t>> group_by_class(
   return out;
 }
 
-// Positions [lo, hi) of the ascending x1 values x1[0..n) whose boxes can overlap a box spanning
-// (bx1, bx2) in x, given that no box is wider than max_width. Overlap needs x2 > bx1 and x1 < bx2
-// (exact comparisons); x2 <= x1 + max_width only holds up to the rounding of the widths, hence
-// the margin on the lower end. Used by the CPU NMS kernels to visit only candidate boxes.
-template <typename T>
-inline std::pair<int64_t, int64_t> x_overlap_range(
-    const T* x1, int64_t n, T bx1, T bx2, T max_width) {
-  const T reach = max_width * T(1.01) + std::abs(bx1) * T(1e-5);
-  const int64_t lo = std::upper_bound(x1, x1 + n, bx1 - reach) - x1;
-  const int64_t hi = std::lower_bound(x1, x1 + n, bx2) - x1;
-  return {lo, hi};
-}
-
 }  // namespace d2_boxunc

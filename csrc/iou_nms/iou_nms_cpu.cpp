@@ -1,7 +1,7 @@
 // CPU IoU-guided NMS: sort by key, then the greedy suppression loop of hard NMS (suppressed boxes
 // are skipped early), taking the max cls score of each cluster on the way. Per class, on
-// contiguous copies of the boxes in key order; each kept box only visits the boxes whose x1 can
-// put them in overlap with it.
+// contiguous copies of the boxes in key order; each kept box only visits the boxes of the grid
+// cells (common/box_grid.h) that can overlap it.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <numeric>
 #include <vector>
 
+#include "common/box_grid.h"
 #include "common/box_utils.h"
 #include "common/nms_common.h"
 
@@ -25,55 +26,42 @@ void iou_nms_one_class(
     std::vector<char>& kept,
     std::vector<T>& out_score) {
   const int64_t g = static_cast<int64_t>(members.size());
-  std::vector<T> x1(g), y1(g), x2(g), y2(g), area(g), c(g);
-  for (int64_t a = 0; a < g; ++a) {
-    const T* b = boxes + 4 * members[a];
-    x1[a] = b[0];
-    y1[a] = b[1];
-    x2[a] = b[2];
-    y2[a] = b[3];
-    area[a] = box_area(b[0], b[1], b[2], b[3]);
-    c[a] = cls[members[a]];
-  }
-  std::vector<char> suppressed(g, 0);
-  if (iou_threshold < T(0)) {  // every later box is suppressed, overlapping or not
-    for (int64_t a = 0; a < g; ++a) {
-      if (suppressed[a]) continue;
-      T best = c[a];
-      for (int64_t b = a + 1; b < g; ++b) {
-        if (!suppressed[b]) best = box_max(best, c[b]);
-        suppressed[b] = 1;
-      }
-      kept[members[a]] = 1;
-      out_score[members[a]] = best;
-    }
+  if (iou_threshold < T(0)) {  // the first box suppresses every later one, overlapping or not
+    if (g == 0) return;
+    T best = cls[members[0]];
+    for (int64_t a = 1; a < g; ++a) best = box_max(best, cls[members[a]]);
+    kept[members[0]] = 1;
+    out_score[members[0]] = best;
     return;
   }
-  // Only boxes that overlap can be suppressed (IoU > threshold >= 0): as in soft_nms, a kept box
-  // visits the boxes whose x1 lies within the widest box of it (positions sorted by x1).
-  std::vector<int64_t> by_x(g);
-  std::iota(by_x.begin(), by_x.end(), 0);
-  std::stable_sort(by_x.begin(), by_x.end(), [&](int64_t u, int64_t v) { return x1[u] < x1[v]; });
-  std::vector<T> xs(g);
-  T max_width = T(0);
-  for (int64_t q = 0; q < g; ++q) {
-    xs[q] = x1[by_x[q]];
-    max_width = box_max(max_width, x2[q] - x1[q]);
-  }
+  // Only boxes that overlap can be suppressed (IoU > threshold >= 0): a kept box visits the boxes
+  // of the grid cells that can overlap it. The grid's ids are ranks in key order; a processed box
+  // leaves the grid, so every live box comes later in that order than the current one.
+  std::vector<T> ranked(4 * g);
+  std::vector<int64_t> ranks(g);
   for (int64_t a = 0; a < g; ++a) {
-    if (suppressed[a]) continue;
-    T best = c[a];
-    const T ax1 = x1[a], ay1 = y1[a], ax2 = x2[a], ay2 = y2[a], aarea = area[a];
-    const auto [lo, hi] = x_overlap_range(xs.data(), g, ax1, ax2, max_width);
-    for (int64_t q = lo; q < hi; ++q) {
-      const int64_t b = by_x[q];
-      if (b <= a || suppressed[b]) continue;
-      if (box_iou(ax1, ay1, ax2, ay2, aarea, x1[b], y1[b], x2[b], y2[b], area[b]) >
-          iou_threshold) {
-        suppressed[b] = 1;
-        best = box_max(best, c[b]);
-      }
+    std::copy_n(boxes + 4 * members[a], 4, ranked.begin() + 4 * a);
+    ranks[a] = a;
+  }
+  BoxGrid<T> grid(ranked.data(), nullptr, ranks);
+  std::vector<int64_t> slot_of(g);
+  for (int64_t q = 0; q < g; ++q) slot_of[grid.id[q]] = q;
+  std::vector<T> o(g);
+  std::vector<int64_t> cells, hits(g);
+  for (int64_t a = 0; a < g; ++a) {
+    const int64_t q = slot_of[a];
+    if (!grid.alive(q)) continue;  // suppressed by an earlier box
+    grid.take(q);
+    T best = cls[members[a]];
+    const T ax1 = grid.x1[q], ay1 = grid.y1[q], ax2 = grid.x2[q], ay2 = grid.y2[q];
+    grid.cells_near(ax1, ay1, ax2, ay2, false, cells);
+    const int64_t k = grid.overlaps(
+        ax1, ay1, ax2, ay2, grid.area[q], cells, iou_threshold, o.data(), hits.data());
+    for (int64_t h = 0; h < k; ++h) {
+      grid.kill(hits[h]);
+      best = box_max(best, cls[members[grid.id[hits[h]]]]);
     }
+    grid.refresh_cells_of(hits.data(), k);
     kept[members[a]] = 1;
     out_score[members[a]] = best;
   }

@@ -1,9 +1,7 @@
-// CPU KL-Loss NMS. As in soft_nms, the remaining boxes are kept sorted by x1 so that a round only
-// visits the boxes whose x1 lies within the widest box of the selection (the only ones that can
-// overlap it): one pass over that range for the IoUs (and the per-coordinate max of the log
+// CPU KL-Loss NMS on a BoxGrid (see common/box_grid.h): a round visits the boxes of the cells
+// that can overlap the selection, in one pass for the IoUs (and the per-coordinate max of the log
 // weights), one for the votes and one that decays or suppresses. A vote or suppression threshold
-// below 0 involves every box, and then the range is all of them. Dead boxes are dropped from the
-// arrays whenever they are half of them.
+// below 0 involves every box, and then every live cell is visited.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -13,8 +11,10 @@
 #include <tuple>
 #include <vector>
 
+#include "common/box_grid.h"
 #include "common/box_utils.h"
 #include "common/nms_common.h"
+#include "common/vec_exp.h"
 #include "kl_nms/kl_nms.h"
 
 namespace d2_boxunc {
@@ -37,118 +37,90 @@ void kl_nms_one_class(
     std::vector<int64_t>& keep,
     std::vector<T>& voted,
     std::vector<T>& kept_scores) {
-  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  std::vector<int64_t> order;
+  std::vector<int64_t> ids;
   for (int64_t i : members) {
-    if (scores[i] >= p.score_threshold) order.push_back(i);
+    if (scores[i] >= p.score_threshold) ids.push_back(i);
   }
-  std::stable_sort(order.begin(), order.end(), [&](int64_t u, int64_t v) {
-    return boxes[4 * u] < boxes[4 * v];
-  });
-  std::array<std::vector<T>, 4> c, a;  // coordinates and log-variances, ascending x1
-  std::vector<T> area, s, o;
-  std::vector<int64_t> idx;
-  std::vector<uint8_t> alive;
-  T max_width = T(0);
-  for (int64_t i : order) {
-    const T* b = boxes + 4 * i;
-    for (int k = 0; k < 4; ++k) {
-      c[k].push_back(b[k]);
-      if (p.vote) a[k].push_back(log_vars[4 * i + k]);
-    }
-    area.push_back(box_area(b[0], b[1], b[2], b[3]));
-    s.push_back(scores[i]);
-    idx.push_back(i);
-    alive.push_back(1);
-    max_width = box_max(max_width, b[2] - b[0]);
+  BoxGrid<T> g(boxes, scores, ids);
+  const int64_t n = g.num_slots();
+  std::vector<T> a;  // log-variances per slot, 4 consecutive values
+  if (p.vote) {
+    a.resize(4 * n);
+    for (int64_t q = 0; q < n; ++q) std::copy_n(log_vars + 4 * g.id[q], 4, a.begin() + 4 * q);
   }
-  const bool everyone = (p.vote && p.vote_iou_threshold < T(0)) || (!p.soft && p.iou_threshold < T(0));
-  int64_t n = static_cast<int64_t>(s.size());
-  o.resize(n);
-  int64_t remaining = n;
-  while (remaining > 0) {
-    // the maximum score (dead entries hold -inf), then the smallest input index holding it
-    T best = kNegInf;
-    for (int64_t j = 0; j < n; ++j) best = s[j] > best ? s[j] : best;
-    int64_t m = -1;
-    for (int64_t j = 0; j < n; ++j) {
-      if (s[j] == best && alive[j] && (m < 0 || idx[j] < idx[m])) m = j;
-    }
-    keep.push_back(idx[m]);
-    kept_scores.push_back(s[m]);
-    alive[m] = 0;
-    s[m] = kNegInf;
+  std::vector<T> o(n);  // IoU of each visited slot with the selection
+  std::vector<int64_t> cells, hits(n), voters(p.vote ? n : 0);
+  std::vector<T> log_p(p.vote ? n : 0), w(p.vote ? 4 * n : 0);  // per voter
+  // Voters have IoU > vote threshold; soft decay changes boxes with IoU > 0, hard suppression
+  // those with IoU > iou_threshold. A negative threshold reaches boxes disjoint from the selection.
+  const T decay_t = p.soft ? T(0) : p.iou_threshold;
+  const T t = p.vote ? box_min(p.vote_iou_threshold, decay_t) : decay_t;
+  const bool all = t < T(0);
+  for (int64_t remaining = n; remaining > 0;) {
+    const int64_t m = g.argmax();
+    keep.push_back(g.id[m]);
+    kept_scores.push_back(g.s[m]);
+    g.take(m);
     --remaining;
-    const T mx1 = c[0][m], my1 = c[1][m], mx2 = c[2][m], my2 = c[3][m], marea = area[m];
-    int64_t lo = 0, hi = n;
-    if (!everyone) std::tie(lo, hi) = x_overlap_range(c[0].data(), n, mx1, mx2, max_width);
+    const T mx1 = g.x1[m], my1 = g.y1[m], mx2 = g.x2[m], my2 = g.y2[m];
+    g.cells_near(mx1, my1, mx2, my2, all, cells);
+    const int64_t k = g.overlaps(mx1, my1, mx2, my2, g.area[m], cells, t, o.data(), hits.data());
 
-    // IoUs with the un-voted selected box; max log weight per coordinate (m itself: log p = 0).
-    T mx[4];
-    for (int k = 0; k < 4; ++k) mx[k] = p.vote ? -a[k][m] : T(0);
-    for (int64_t j = lo; j < hi; ++j) {
-      if (!alive[j]) continue;
-      o[j] = box_iou(mx1, my1, mx2, my2, marea, c[0][j], c[1][j], c[2][j], c[3][j], area[j]);
-      if (p.vote && o[j] > p.vote_iou_threshold) {
-        const T lp = vote_log_p(o[j], p.sigma_t);
-        for (int k = 0; k < 4; ++k) mx[k] = box_max(mx[k], lp - a[k][j]);
-      }
-    }
+    const T mc[4] = {mx1, my1, mx2, my2};
     if (p.vote) {
-      T num[4], den[4];
-      for (int k = 0; k < 4; ++k) {
-        const T e = box_exp(-a[k][m] - mx[k]);
-        num[k] = e * c[k][m];
-        den[k] = e;
+      // Voters: the selected box itself and the live boxes with IoU above the vote threshold (log
+      // p = 0 even when its area is 0). Weights exp(log p - log var - max) per coordinate,
+      // with the max over the voters, so that no weight overflows and the largest is 1.
+      int64_t nv = 0;
+      for (int64_t h = 0; h < k; ++h) {  // branch-free compaction
+        voters[nv] = hits[h];
+        nv += o[hits[h]] > p.vote_iou_threshold;
       }
-      for (int64_t j = lo; j < hi; ++j) {
-        if (!alive[j] || !(o[j] > p.vote_iou_threshold)) continue;
-        const T lp = vote_log_p(o[j], p.sigma_t);
-        for (int k = 0; k < 4; ++k) {
-          const T e = box_exp(lp - a[k][j] - mx[k]);
-          num[k] += e * c[k][j];
-          den[k] += e;
+      T mx[4];
+      for (int c = 0; c < 4; ++c) mx[c] = -a[4 * m + c];
+      for (int64_t v = 0; v < nv; ++v) {
+        log_p[v] = vote_log_p(o[voters[v]], p.sigma_t);
+        for (int c = 0; c < 4; ++c) mx[c] = box_max(mx[c], log_p[v] - a[4 * voters[v] + c]);
+      }
+      for (int64_t v = 0; v < nv; ++v) {
+        T x[4];
+        for (int c = 0; c < 4; ++c) x[c] = log_p[v] - a[4 * voters[v] + c] - mx[c];
+        exp4(x, &w[4 * v]);
+      }
+      T num[4], den[4];
+      for (int c = 0; c < 4; ++c) {
+        den[c] = box_exp(-a[4 * m + c] - mx[c]);
+        num[c] = den[c] * mc[c];
+      }
+      for (int64_t v = 0; v < nv; ++v) {
+        const int64_t j = voters[v];
+        const T coord[4] = {g.x1[j], g.y1[j], g.x2[j], g.y2[j]};
+        for (int c = 0; c < 4; ++c) {
+          num[c] += w[4 * v + c] * coord[c];
+          den[c] += w[4 * v + c];
         }
       }
-      for (int k = 0; k < 4; ++k) voted.push_back(num[k] / den[k]);
+      for (int c = 0; c < 4; ++c) voted.push_back(num[c] / den[c]);
     } else {
-      for (int k = 0; k < 4; ++k) voted.push_back(c[k][m]);
+      for (int c = 0; c < 4; ++c) voted.push_back(mc[c]);
     }
 
-    for (int64_t j = lo; j < hi; ++j) {
-      if (!alive[j]) continue;
-      T sj = s[j];
-      bool dies = false;
+    for (int64_t h = 0; h < k; ++h) {
+      const int64_t j = hits[h];
+      bool survives;
       if (p.soft) {
-        if (o[j] > T(0)) sj = sj * box_exp(-(o[j] * o[j]) / p.soft_sigma);
+        const T sj = g.s[j] * box_exp(-(o[j] * o[j]) / p.soft_sigma);  // o == 0: exp(-0) = 1
+        survives = sj >= p.score_threshold;
+        if (survives) g.s[j] = sj;
       } else {
-        dies = o[j] > p.iou_threshold;
+        survives = !(o[j] > p.iou_threshold);
       }
-      s[j] = sj;
-      if (dies || !(sj >= p.score_threshold)) {
-        alive[j] = 0;
-        s[j] = kNegInf;
+      if (!survives) {
+        g.kill(j);
         --remaining;
       }
     }
-
-    if (2 * remaining < n) {  // drop the dead, keeping the x1 order
-      int64_t w = 0;
-      for (int64_t j = 0; j < n; ++j) {
-        if (!alive[j]) continue;
-        for (int k = 0; k < 4; ++k) {
-          c[k][w] = c[k][j];
-          if (p.vote) a[k][w] = a[k][j];
-        }
-        area[w] = area[j];
-        s[w] = s[j];
-        idx[w] = idx[j];
-        alive[w] = 1;
-        ++w;
-      }
-      n = w;
-      for (int k = 0; k < 4; ++k) c[k].resize(n);  // the binary searches use c[0]'s end
-    }
+    g.refresh_cells_of(hits.data(), k);
   }
 }
 

@@ -1,17 +1,13 @@
-// CPU soft-NMS. Only boxes that overlap the selected one change, so the survivors are kept sorted
-// by x1: with W the largest width, a box can overlap the selection (x1_m, x2_m) only if its x1 lies
-// in (x1_m - W, x2_m), a range found by binary search. Each round is then a scan of the scores for
-// the next maximum plus the IoUs of that range, instead of IoUs with every survivor. Dead boxes
-// are dropped from the arrays whenever they are half of them. Same arithmetic per box as a plain
-// scan, so results do not depend on the order.
+// CPU soft-NMS on a BoxGrid: only boxes that overlap the selected one change, so each round tests
+// the grid's cells against the selection and rescans the boxes of the cells that pass; the next
+// pick is a scan of the per-cell maxima. Same arithmetic per box as a plain scan, so results do
+// not depend on the visiting order.
 #include <torch/library.h>
 
-#include <algorithm>
 #include <cmath>
-#include <limits>
-#include <numeric>
 #include <vector>
 
+#include "common/box_grid.h"
 #include "common/box_utils.h"
 #include "common/nms_common.h"
 #include "soft_nms/soft_nms.h"
@@ -19,45 +15,6 @@
 namespace d2_boxunc {
 
 namespace {
-
-template <typename T>
-struct Survivors {  // structure of arrays, ascending x1
-  std::vector<T> x1, y1, x2, y2, area, s;
-  std::vector<int64_t> idx;
-  std::vector<uint8_t> alive;
-
-  int64_t size() const { return static_cast<int64_t>(idx.size()); }
-
-  void push(const T* b, T score, int64_t i) {
-    x1.push_back(b[0]);
-    y1.push_back(b[1]);
-    x2.push_back(b[2]);
-    y2.push_back(b[3]);
-    area.push_back(box_area(b[0], b[1], b[2], b[3]));
-    s.push_back(score);
-    idx.push_back(i);
-    alive.push_back(1);
-  }
-
-  void compact() {
-    int64_t w = 0;
-    for (int64_t j = 0; j < size(); ++j) {
-      if (!alive[j]) continue;
-      x1[w] = x1[j];
-      y1[w] = y1[j];
-      x2[w] = x2[j];
-      y2[w] = y2[j];
-      area[w] = area[j];
-      s[w] = s[j];
-      idx[w] = idx[j];
-      alive[w] = 1;
-      ++w;
-    }
-    for (auto* v : {&x1, &y1, &x2, &y2, &area, &s}) v->resize(w);
-    idx.resize(w);
-    alive.resize(w);
-  }
-};
 
 template <typename T>
 void soft_nms_one_class(
@@ -70,62 +27,44 @@ void soft_nms_one_class(
     int64_t method,
     std::vector<int64_t>& keep,
     std::vector<T>& kept_scores) {
-  std::vector<int64_t> order;
-  order.reserve(members.size());
+  std::vector<int64_t> ids;
+  ids.reserve(members.size());
   for (int64_t i : members) {
-    if (scores[i] >= score_threshold) order.push_back(i);
+    if (scores[i] >= score_threshold) ids.push_back(i);
   }
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return boxes[4 * a] < boxes[4 * b];
-  });
-  Survivors<T> sv;
-  T max_width = T(0);
-  for (int64_t i : order) {
-    sv.push(boxes + 4 * i, scores[i], i);
-    max_width = box_max(max_width, boxes[4 * i + 2] - boxes[4 * i]);
-  }
-  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  int64_t remaining = sv.size();
-  while (remaining > 0) {
-    // the maximum score (dead entries hold -inf), then the smallest input index holding it
-    const int64_t n = sv.size();
-    const T* sc = sv.s.data();
-    T mx[4] = {kNegInf, kNegInf, kNegInf, kNegInf};
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) {
-      for (int k = 0; k < 4; ++k) mx[k] = sc[j + k] > mx[k] ? sc[j + k] : mx[k];
-    }
-    for (; j < n; ++j) mx[0] = sc[j] > mx[0] ? sc[j] : mx[0];
-    const T best = box_max(box_max(mx[0], mx[1]), box_max(mx[2], mx[3]));
-    int64_t m = -1;
-    for (j = 0; j < n; ++j) {
-      if (sc[j] == best && sv.alive[j] && (m < 0 || sv.idx[j] < sv.idx[m])) m = j;
-    }
-    keep.push_back(sv.idx[m]);
-    kept_scores.push_back(sv.s[m]);
-    sv.alive[m] = 0;
-    sv.s[m] = kNegInf;
+  BoxGrid<T> g(boxes, scores, ids);
+  const int64_t n = g.num_slots();
+  // boxes with IoU > t change; a negative threshold reaches boxes disjoint from the selection
+  const T t = method == kGaussian ? T(0) : iou_threshold;
+  const bool all = t < T(0);
+  std::vector<T> o(n);
+  std::vector<int64_t> cells, hits(n);
+  for (int64_t remaining = n; remaining > 0;) {
+    const int64_t m = g.argmax();
+    keep.push_back(g.id[m]);
+    kept_scores.push_back(g.s[m]);
+    g.take(m);
     --remaining;
-    const T mx1 = sv.x1[m], my1 = sv.y1[m], mx2 = sv.x2[m], my2 = sv.y2[m], marea = sv.area[m];
-    const auto [lo, hi] = x_overlap_range(sv.x1.data(), sv.size(), mx1, mx2, max_width);
-    for (int64_t j = lo; j < hi; ++j) {
-      if (!sv.alive[j]) continue;
-      const T iou = box_iou(mx1, my1, mx2, my2, marea, sv.x1[j], sv.y1[j], sv.x2[j], sv.y2[j],
-                            sv.area[j]);
-      T sj = sv.s[j];
+    const T mx1 = g.x1[m], my1 = g.y1[m], mx2 = g.x2[m], my2 = g.y2[m];
+    g.cells_near(mx1, my1, mx2, my2, all, cells);
+    const int64_t k = g.overlaps(mx1, my1, mx2, my2, g.area[m], cells, t, o.data(), hits.data());
+    for (int64_t h = 0; h < k; ++h) {
+      const int64_t j = hits[h];
+      const T iou = o[j];
+      T sj = g.s[j];
       if (method == kGaussian) {
-        if (iou > T(0)) sj = sj * std::exp(-(iou * iou) / sigma);
-      } else if (iou > iou_threshold) {
+        sj = sj * std::exp(-(iou * iou) / sigma);
+      } else {
         sj = method == kLinear ? sj * (T(1) - iou) : sj * T(0);
       }
-      sv.s[j] = sj;
-      if (!(sj >= score_threshold)) {
-        sv.alive[j] = 0;
-        sv.s[j] = kNegInf;
+      if (sj >= score_threshold) {
+        g.s[j] = sj;
+      } else {
+        g.kill(j);
         --remaining;
       }
     }
-    if (2 * remaining < sv.size()) sv.compact();
+    g.refresh_cells_of(hits.data(), k);
   }
 }
 

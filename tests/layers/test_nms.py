@@ -58,10 +58,13 @@ def test_soft_nms_matches_reference(method, dtype):
 
 def wide_range_boxes(seed, dtype, n=300):
     """Widths from 0.5 to 400 px, quantised coordinates (boxes that touch exactly), 10 inverted
-    boxes and scores with many ties: the cases for the x-range pruning of soft_nms / kl_nms."""
+    boxes and scores with many ties: the cases for the grid pruning of the CPU kernels (which
+    only visit the cells whose live boxes can overlap the selection). Odd seeds use 1500 boxes on
+    a larger canvas, so that the grid has many cells and tiles."""
     g = torch.Generator().manual_seed(100 + seed)
-    x1 = torch.randint(0, 400, (n,), generator=g).double() / 2
-    y1 = torch.randint(0, 400, (n,), generator=g).double() / 2
+    n, extent = (1500, 1600) if seed % 2 else (n, 400)
+    x1 = torch.randint(0, extent, (n,), generator=g).double() / 2
+    y1 = torch.randint(0, extent, (n,), generator=g).double() / 2
     narrow = 0.5 + torch.randint(0, 80, (n,), generator=g).double() / 2
     w = torch.where(torch.rand(n, generator=g) < 0.1, 400.0, narrow)
     h = 0.5 + torch.randint(0, 160, (n,), generator=g).double() / 2
@@ -74,8 +77,8 @@ def wide_range_boxes(seed, dtype, n=300):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", ["linear", "gaussian", "hard"])
-def test_soft_nms_pruning_by_x_range_misses_no_overlap(method, dtype):
-    """soft_nms only rescans boxes whose x1 lies within the widest box of the selection."""
+def test_soft_nms_grid_pruning_misses_no_overlap(method, dtype):
+    """soft_nms only rescans the grid cells whose live boxes can overlap the selection."""
     for seed in range(6):
         boxes, scores, _ = wide_range_boxes(seed, dtype)
         kw = dict(method=method, sigma=0.5, iou_threshold=0.3, score_threshold=0.01)
@@ -89,7 +92,7 @@ def test_soft_nms_pruning_by_x_range_misses_no_overlap(method, dtype):
 @pytest.mark.parametrize(
     "soft,vote_iou_threshold", [(False, 0.0), (True, 0.0), (False, -1.0), (True, 0.3)]
 )
-def test_kl_nms_pruning_by_x_range_misses_no_overlap(soft, vote_iou_threshold, dtype):
+def test_kl_nms_grid_pruning_misses_no_overlap(soft, vote_iou_threshold, dtype):
     """kl_nms prunes the same way, unless a negative vote threshold lets every box vote."""
     for seed in range(4):
         boxes, scores, log_vars = wide_range_boxes(seed, dtype)
@@ -104,8 +107,8 @@ def test_kl_nms_pruning_by_x_range_misses_no_overlap(soft, vote_iou_threshold, d
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("iou_threshold", [0.0, 0.5, -0.1])
-def test_iou_guided_nms_pruning_by_x_range_misses_no_overlap(iou_threshold, dtype):
-    """iou_guided_nms visits only boxes within the kept box's x-reach, unless a negative
+def test_iou_guided_nms_grid_pruning_misses_no_overlap(iou_threshold, dtype):
+    """iou_guided_nms visits only the grid cells that can overlap the kept box, unless a negative
     threshold suppresses every later box."""
     for seed in range(4):
         boxes, scores, _ = wide_range_boxes(seed, dtype)
@@ -116,6 +119,42 @@ def test_iou_guided_nms_pruning_by_x_range_misses_no_overlap(iou_threshold, dtyp
         assert torch.equal(out, out_ref)
         if iou_threshold < 0:
             assert len(keep) == 1 and out[0] == scores.max()
+
+
+def degenerate_layouts(dtype, n=400):
+    """Box sets whose centres span no area (all on one point, all on one line) or a huge range
+    (a cluster of 1e-3-wide boxes and a few boxes a million pixels away, negative included):
+    the grid's cell binning must stay exact when its extents are 0 or enormous."""
+    g = torch.Generator().manual_seed(7)
+    wh = 1 + torch.rand(n, 2, generator=g, dtype=torch.float64) * 40
+    point = torch.cat([50 - wh / 2, 50 + wh / 2], 1)
+    xs = torch.randint(0, 300, (n,), generator=g).double()
+    line = torch.stack([xs, 10 - wh[:, 1] / 2, xs + wh[:, 0], 10 + wh[:, 1] / 2], 1)
+    ctr = torch.randn(n, 2, generator=g, dtype=torch.float64) * 2e-3
+    ctr[:8] = torch.tensor([[1e6, 0], [-1e6, 5], [0, 1e6], [0, -1e6]]).double().repeat(2, 1)
+    spread = torch.cat([ctr - 5e-4 * wh / 20, ctr + 5e-4 * wh / 20], 1)
+    scores = torch.randint(1, 50, (n,), generator=g).double() / 50
+    log_vars = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    return [(b.to(dtype), scores.to(dtype), log_vars.to(dtype)) for b in (point, line, spread)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grid_handles_degenerate_layouts(dtype):
+    for case, (boxes, scores, log_vars) in enumerate(degenerate_layouts(dtype)):
+        keep, out = soft_nms(boxes, scores, "gaussian", score_threshold=0.01)
+        keep_ref, out_ref = ref.soft_nms(boxes, scores, "gaussian", score_threshold=0.01)
+        assert torch.equal(keep, keep_ref), case
+        assert_scores_close(out, out_ref)
+        kw = dict(soft=True, score_threshold=0.01)
+        keep, voted, out = kl_nms(boxes, scores, log_vars, **kw)
+        keep_ref, voted_ref, out_ref = ref.kl_nms(boxes, scores, log_vars, **kw)
+        assert torch.equal(keep, keep_ref), case
+        torch.testing.assert_close(voted, voted_ref, rtol=1e-5, atol=1e-7)
+        ious = scores.flip(0)
+        keep, out = iou_guided_nms(boxes, scores, ious, 0.3)
+        keep_ref, out_ref = ref.iou_guided_nms(boxes, scores, ious, 0.3)
+        assert torch.equal(keep, keep_ref), case
+        assert torch.equal(out, out_ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
