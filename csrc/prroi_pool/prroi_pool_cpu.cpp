@@ -97,6 +97,21 @@ std::vector<RoiGeometry<T>> geometries(
   return geo;
 }
 
+// dst[b * ld + c] = src[c * bins + b] for c < nc, b < bins: one RoI's (channels, bins) block of a
+// (K, C, PH, PW) tensor to (bins, channels) in a small buffer. By blocks of 16 channels, so that
+// each destination cache line is written whole before the next: with C a power of two the rows
+// of dst are 2^k bytes apart and would otherwise fight over a few L1 sets.
+template <typename T>
+inline void block_to_channels_last(const T* src, int64_t nc, int64_t bins, T* dst, int64_t ld) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t c0 = 0; c0 < nc; c0 += kLine) {
+    const int64_t c1 = std::min(nc, c0 + kLine);
+    for (int64_t b = 0; b < bins; ++b) {
+      for (int64_t c = c0; c < c1; ++c) dst[b * ld + c] = src[c * bins + b];
+    }
+  }
+}
+
 // y += a * x over n contiguous values (the channel vector); the compiler vectorises it.
 template <typename T>
 inline void axpy(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
@@ -105,7 +120,9 @@ inline void axpy(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
 
 // All kernels work on channels-last copies (N, H, W, C) of the map: every sample read or written
 // is then a contiguous channel vector, instead of one scattered cache line per channel. The
-// forward accumulates each RoI in a small channels-last buffer and writes it out as (C, PH, PW).
+// forward accumulates each RoI in a small channels-last buffer and writes it out as (C, PH, PW);
+// the backward reads grad and output as (K, C, PH, PW) and transposes one RoI's block at a time
+// in cache (two whole-tensor transposes of 25 MB each cost more, mostly in fresh pages).
 template <typename T>
 void forward_impl(
     const T* input, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
@@ -152,7 +169,9 @@ void forward_impl(
   });
 }
 
-// d loss / d input. Parallel over channel ranges, so no two threads write one value.
+// d loss / d input. Parallel over channel ranges, so no two threads write one value. `grad` is
+// (K, C, PH, PW) as autograd hands it over; each RoI's block for the thread's channels is
+// transposed in cache to (PH, PW, channels) first.
 template <typename T>
 void input_grad_impl(
     const T* grad, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
@@ -161,12 +180,13 @@ void input_grad_impl(
   const int64_t num_rois = static_cast<int64_t>(geo.size());
   const int64_t C = channels;
   at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
-    const int64_t nc = c1 - c0;
-    std::vector<T> rows;
+    const int64_t nc = c1 - c0, bins = ph * pw;
+    std::vector<T> rows, gl(bins * nc);
     for (int64_t m = 0; m < num_rois; ++m) {
       const RoiGeometry<T>& g = geo[m];
       if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
-      const T* gm = grad + m * ph * pw * C + c0;
+      block_to_channels_last(grad + (m * C + c0) * bins, nc, bins, gl.data(), nc);
+      const T* gm = gl.data();
       T* dimage = grad_input + g.batch * height * width * C + c0;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
       // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
@@ -177,7 +197,7 @@ void input_grad_impl(
         for (int64_t t = 0; t < wy.n[k]; ++t) {
           T* row = rows.data() + (wy.lo[k] + t - i0) * pw * nc;
           const T wt = w[t] * g.inv_area;
-          for (int64_t q = 0; q < pw; ++q) axpy(row + q * nc, gm + (p * pw + q) * C, wt, nc);
+          for (int64_t q = 0; q < pw; ++q) axpy(row + q * nc, gm + (p * pw + q) * nc, wt, nc);
         }
       }
       // dF[i0 + r][j][c] += sum_q rows[r][q][c] Kx[q][j]
@@ -196,6 +216,7 @@ void input_grad_impl(
 
 // d loss / d rois. Parallel over RoIs; each RoI sums over its channels (spec §2.3). The line
 // integrals along the PW+1 vertical and PH+1 horizontal bin edges are shared by adjacent bins.
+// `grad` and `output` are (K, C, PH, PW); each RoI's blocks are transposed in cache first.
 template <typename T>
 void rois_grad_impl(
     const T* grad, const T* input, const T* output, const std::vector<RoiGeometry<T>>& geo,
@@ -207,10 +228,14 @@ void rois_grad_impl(
     std::vector<T> colv, rowv, vert, horz;
     std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
     std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
+    const int64_t bins = ph * pw;
+    std::vector<T> gl(bins * C), ol(bins * C);  // this RoI's grad and output, (PH, PW, C)
     for (int64_t m = begin; m < end; ++m) {
       T* dr = grad_rois + 5 * m;
       const RoiGeometry<T>& g = geo[m];
       if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
+      block_to_channels_last(grad + m * C * bins, C, bins, gl.data(), C);
+      block_to_channels_last(output + m * C * bins, C, bins, ol.data(), C);
       const T* image = input + g.batch * height * width * C;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
       const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
@@ -256,8 +281,8 @@ void rois_grad_impl(
       std::fill(dby.begin(), dby.end(), T(0));
       for (int64_t p = 0; p < ph; ++p) {
         for (int64_t q = 0; q < pw; ++q) {
-          const T* go = grad + ((m * ph + p) * pw + q) * C;
-          const T* out = output + ((m * ph + p) * pw + q) * C;
+          const T* go = gl.data() + (p * pw + q) * C;
+          const T* out = ol.data() + (p * pw + q) * C;
           const T* left = vert.data() + (p * (pw + 1) + q) * C;
           const T* right = left + C;
           const T* top = horz.data() + (p * pw + q) * C;
@@ -393,7 +418,7 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
             grad_rois};
   }
   const at::Tensor in = channels_last(input), r = rois.contiguous();
-  const at::Tensor g = channels_last(grad), out = channels_last(output);
+  const at::Tensor g = grad.contiguous(), out = output.contiguous();
   at::Tensor grad_in = no_input_grad;  // (N, H, W, C)
   if (input_grad) grad_in = empty_large(in.sizes(), in.options()).zero_();
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
