@@ -51,6 +51,7 @@ struct BoxGrid {
   std::vector<T> s;  // current score of live boxes (finite), -inf marks a dead box
   std::vector<int64_t> id;  // the caller's id of each slot
   std::vector<int64_t> cell;  // the cell of each slot
+  std::vector<int64_t> slot;  // slot[k]: the slot of ids[k]
   // per non-empty cell: slots [cell_begin[c], cell_begin[c + 1]); per tile: its cells
   std::vector<int64_t> cell_begin, cell_tile, tile_begin;
   GroupStats<T> cells, tiles;
@@ -96,7 +97,7 @@ struct BoxGrid {
     for (int64_t k = 0; k < n; ++k) order[count[key[k]]++] = k;  // stable counting sort
 
     x1.resize(n), y1.resize(n), x2.resize(n), y2.resize(n), area.resize(n), s.resize(n);
-    id.resize(n), cell.resize(n);
+    id.resize(n), cell.resize(n), slot.resize(n);
     for (int64_t q = 0; q < n; ++q) {
       const int64_t k = order[q];
       const T* b = boxes + 4 * ids[k];
@@ -104,6 +105,7 @@ struct BoxGrid {
       area[q] = box_area(b[0], b[1], b[2], b[3]);
       s[q] = scores != nullptr ? scores[ids[k]] : T(0);
       id[q] = ids[k];
+      slot[k] = q;
       const bool new_cell = q == 0 || key[k] != key[order[q - 1]];
       if (new_cell && (q == 0 || key[k] / (kTile * kTile) != key[order[q - 1]] / (kTile * kTile))) {
         tile_begin.push_back(static_cast<int64_t>(cell_begin.size()));

@@ -35,21 +35,13 @@ void iou_nms_one_class(
     return;
   }
   // Only boxes that overlap can be suppressed (IoU > threshold >= 0): a kept box visits the boxes
-  // of the grid cells that can overlap it. The grid's ids are ranks in key order; a processed box
-  // leaves the grid, so every live box comes later in that order than the current one.
-  std::vector<T> ranked(4 * g);
-  std::vector<int64_t> ranks(g);
-  for (int64_t a = 0; a < g; ++a) {
-    std::copy_n(boxes + 4 * members[a], 4, ranked.begin() + 4 * a);
-    ranks[a] = a;
-  }
-  BoxGrid<T> grid(ranked.data(), nullptr, ranks);
-  std::vector<int64_t> slot_of(g);
-  for (int64_t q = 0; q < g; ++q) slot_of[grid.id[q]] = q;
+  // of the grid cells that can overlap it. Boxes are processed in key order (members[a] sits in
+  // slot grid.slot[a]); a processed box leaves the grid, so every live box comes later.
+  BoxGrid<T> grid(boxes, nullptr, members);
   std::vector<T> o(g);
   std::vector<int64_t> cells, hits(g);
   for (int64_t a = 0; a < g; ++a) {
-    const int64_t q = slot_of[a];
+    const int64_t q = grid.slot[a];
     if (!grid.alive(q)) continue;  // suppressed by an earlier box
     grid.take(q);
     T best = cls[members[a]];
@@ -59,7 +51,7 @@ void iou_nms_one_class(
         ax1, ay1, ax2, ay2, grid.area[q], cells, iou_threshold, o.data(), hits.data());
     for (int64_t h = 0; h < k; ++h) {
       grid.kill(hits[h]);
-      best = box_max(best, cls[members[grid.id[hits[h]]]]);
+      best = box_max(best, cls[grid.id[hits[h]]]);
     }
     grid.refresh_cells_of(hits.data(), k);
     kept[members[a]] = 1;
