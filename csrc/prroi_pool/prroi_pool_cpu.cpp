@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "common/simd.h"
 #include "prroi_pool/prroi_pool_checks.h"
 #include "prroi_pool/prroi_pool_kernel.h"
 
@@ -112,10 +113,121 @@ inline void block_to_channels_last(const T* src, int64_t nc, int64_t bins, T* ds
   }
 }
 
-// y += a * x over n contiguous values (the channel vector); the compiler vectorises it.
+// The inverse for a whole block: dst[c * bins + b] = src[b * nc + c]. Channel by channel, in
+// groups of 16 channels so that the source lines read (one per bin) stay in L1 while the
+// destination is written in order.
 template <typename T>
-inline void axpy(T* __restrict__ y, const T* __restrict__ x, T a, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) y[k] += a * x[k];
+inline void block_to_channels_first(const T* src, int64_t nc, int64_t bins, T* dst) {
+  constexpr int64_t kLine = 64 / sizeof(T);
+  for (int64_t c0 = 0; c0 < nc; c0 += kLine) {
+    const int64_t c1 = std::min(nc, c0 + kLine);
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t b = 0; b < bins; ++b) dst[c * bins + b] = src[b * nc + c];
+    }
+  }
+}
+
+// y[k] = (Accumulate ? y[k] : 0) + sum_t (w[t] * scale) * x[t * stride + k] for k < len, in
+// blocks of 8 SIMD vectors held in registers across the taps: one load and store of y per block
+// instead of one per tap. The sum runs in the order of t, like a chain of axpys.
+template <bool Accumulate, typename T>
+inline void weighted_sum(
+    T* __restrict__ y, const T* __restrict__ x, int64_t stride, const T* __restrict__ w, int64_t n,
+    int64_t len, T scale = T(1)) {
+  using simd::Vec;
+  constexpr int64_t kLanes = simd::kLanes<T>, kRegs = 8, kBlock = kLanes * kRegs;
+  int64_t k = 0;
+  for (; k + kBlock <= len; k += kBlock) {
+    Vec<T> acc[kRegs];
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kRegs; ++r) {
+      acc[r] = Accumulate ? simd::load(y + k + r * kLanes) : Vec<T>{};
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      const T wt = w[t] * scale;
+      const T* xt = x + t * stride + k;
+#pragma GCC unroll 8
+      for (int64_t r = 0; r < kRegs; ++r) acc[r] += wt * simd::load(xt + r * kLanes);
+    }
+#pragma GCC unroll 8
+    for (int64_t r = 0; r < kRegs; ++r) simd::store(y + k + r * kLanes, acc[r]);
+  }
+  for (; k < len; ++k) {
+    T acc = Accumulate ? y[k] : T(0);
+    for (int64_t t = 0; t < n; ++t) acc += (w[t] * scale) * x[t * stride + k];
+    y[k] = acc;
+  }
+}
+
+// y = a * x0 + b * x1 over len values: the map interpolated between two taps.
+template <typename T>
+inline void two_taps(T* __restrict__ y, const T* x0, T a, const T* x1, T b, int64_t len) {
+  for (int64_t k = 0; k < len; ++k) y[k] = a * x0[k] + b * x1[k];
+}
+
+// The gather form of one RoI's tent weights along an axis: sample `first + s` is covered by the
+// bins [begin[s], end[s]), with weights dense[s * bins + q]. Bins are ordered along the axis and
+// their supports are intervals, so the bins covering a sample are contiguous.
+template <typename T>
+struct SampleWeights {
+  std::vector<int64_t> begin, end;
+  std::vector<T> dense;
+
+  int64_t count(int64_t s) const { return std::max<int64_t>(end[s] - begin[s], 0); }
+};
+
+template <typename T>
+void sample_weights(const AxisWeights<T>& a, int64_t m, SampleWeights<T>* s) {
+  const int64_t first = a.first[m], samples = a.last[m] - first + 1, bins = a.bins;
+  s->begin.assign(samples, bins);
+  s->end.assign(samples, 0);
+  s->dense.assign(samples * bins, T(0));
+  for (int64_t q = 0; q < bins; ++q) {
+    const int64_t k = m * bins + q;
+    const T* w = a.weights(m, q);
+    for (int64_t t = 0; t < a.n[k]; ++t) {
+      const int64_t j = a.lo[k] + t - first;
+      s->dense[j * bins + q] = w[t];
+      s->begin[j] = std::min(s->begin[j], q);
+      s->end[j] = std::max(s->end[j], q + 1);
+    }
+  }
+}
+
+// Offset of bin k's first sample from `first`, or 0 for a bin that covers no sample.
+template <typename T>
+inline int64_t first_tap(const AxisWeights<T>& a, int64_t k, int64_t first) {
+  return a.n[k] > 0 ? a.lo[k] - first : 0;
+}
+
+// Dot products of g with four vectors over n values, one SIMD accumulator each (the summation
+// order differs from a plain loop only by rounding).
+template <typename T>
+inline void dot4(
+    const T* __restrict__ g, const T* __restrict__ a, const T* __restrict__ b,
+    const T* __restrict__ c, const T* __restrict__ d, int64_t n, T* out) {
+  using simd::Vec;
+  constexpr int64_t kLanes = simd::kLanes<T>;
+  Vec<T> sa{}, sb{}, sc{}, sd{};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes) {
+    const Vec<T> gk = simd::load(g + k);
+    sa += gk * simd::load(a + k);
+    sb += gk * simd::load(b + k);
+    sc += gk * simd::load(c + k);
+    sd += gk * simd::load(d + k);
+  }
+  T ra = simd::sum<T>(sa), rb = simd::sum<T>(sb), rc = simd::sum<T>(sc), rd = simd::sum<T>(sd);
+  for (; k < n; ++k) {
+    ra += g[k] * a[k];
+    rb += g[k] * b[k];
+    rc += g[k] * c[k];
+    rd += g[k] * d[k];
+  }
+  out[0] = ra;
+  out[1] = rb;
+  out[2] = rc;
+  out[3] = rd;
 }
 
 // All kernels work on channels-last copies (N, H, W, C) of the map: every sample read or written
@@ -142,36 +254,32 @@ void forward_impl(
       const T* image = input + g.batch * height * width * C;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
       // rows[r][q][c] = sum_j F[i0 + r, j, c] Kx[q][j]
-      rows.assign(nrows * pw * C, T(0));
+      rows.resize(nrows * pw * C);
       for (int64_t r = 0; r < nrows; ++r) {
         const T* f = image + (i0 + r) * width * C;
         for (int64_t q = 0; q < pw; ++q) {
           const int64_t k = m * pw + q;
-          const T* w = wx.weights(m, q);
-          T* a = rows.data() + (r * pw + q) * C;
-          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(a, f + (wx.lo[k] + t) * C, w[t], C);
+          weighted_sum<false>(
+              rows.data() + (r * pw + q) * C, f + first_tap(wx, k, 0) * C, C, wx.weights(m, q),
+              wx.n[k], C);
         }
       }
       // acc[p][q][c] = sum_i Ky[p][i] rows[i][q][c] / area
-      std::fill(acc.begin(), acc.end(), T(0));
       for (int64_t p = 0; p < ph; ++p) {
         const int64_t k = m * ph + p;
-        const T* w = wy.weights(m, p);
-        for (int64_t t = 0; t < wy.n[k]; ++t) {
-          const T* row = rows.data() + (wy.lo[k] + t - i0) * pw * C;
-          axpy(acc.data() + p * pw * C, row, w[t] * g.inv_area, pw * C);
-        }
+        weighted_sum<false>(
+            acc.data() + p * pw * C, rows.data() + first_tap(wy, k, i0) * pw * C, pw * C,
+            wy.weights(m, p), wy.n[k], pw * C, g.inv_area);
       }
-      for (int64_t b = 0; b < bins; ++b) {
-        for (int64_t c = 0; c < C; ++c) out[c * bins + b] = acc[b * C + c];
-      }
+      block_to_channels_first(acc.data(), C, bins, out);
     }
   });
 }
 
 // d loss / d input. Parallel over channel ranges, so no two threads write one value. `grad` is
 // (K, C, PH, PW) as autograd hands it over; each RoI's block for the thread's channels is
-// transposed in cache to (PH, PW, channels) first.
+// transposed in cache to (PH, PW, channels) first. Both passes gather (each output row, then
+// each map sample, sums the bins that cover it), so every value is written once per RoI.
 template <typename T>
 void input_grad_impl(
     const T* grad, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
@@ -182,32 +290,32 @@ void input_grad_impl(
   at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
     const int64_t nc = c1 - c0, bins = ph * pw;
     std::vector<T> rows, gl(bins * nc);
+    SampleWeights<T> sy, sx;
     for (int64_t m = 0; m < num_rois; ++m) {
       const RoiGeometry<T>& g = geo[m];
       if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
       block_to_channels_last(grad + (m * C + c0) * bins, nc, bins, gl.data(), nc);
-      const T* gm = gl.data();
+      sample_weights(wy, m, &sy);
+      sample_weights(wx, m, &sx);
       T* dimage = grad_input + g.batch * height * width * C + c0;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+      const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
       // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
-      rows.assign(nrows * pw * nc, T(0));
-      for (int64_t p = 0; p < ph; ++p) {
-        const int64_t k = m * ph + p;
-        const T* w = wy.weights(m, p);
-        for (int64_t t = 0; t < wy.n[k]; ++t) {
-          T* row = rows.data() + (wy.lo[k] + t - i0) * pw * nc;
-          const T wt = w[t] * g.inv_area;
-          for (int64_t q = 0; q < pw; ++q) axpy(row + q * nc, gm + (p * pw + q) * nc, wt, nc);
-        }
-      }
-      // dF[i0 + r][j][c] += sum_q rows[r][q][c] Kx[q][j]
+      rows.resize(nrows * pw * nc);
       for (int64_t r = 0; r < nrows; ++r) {
-        T* d = dimage + (i0 + r) * width * C;
-        for (int64_t q = 0; q < pw; ++q) {
-          const int64_t k = m * pw + q;
-          const T* u = rows.data() + (r * pw + q) * nc;
-          const T* w = wx.weights(m, q);
-          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(d + (wx.lo[k] + t) * C, u, w[t], nc);
+        const int64_t p0 = sy.count(r) > 0 ? sy.begin[r] : 0;
+        weighted_sum<false>(
+            rows.data() + r * pw * nc, gl.data() + p0 * pw * nc, pw * nc,
+            sy.dense.data() + r * ph + p0, sy.count(r), pw * nc, g.inv_area);
+      }
+      // dF[i0 + r][j0 + s][c] += sum_q rows[r][q][c] Kx[q][j0 + s]
+      for (int64_t r = 0; r < nrows; ++r) {
+        T* d = dimage + ((i0 + r) * width + j0) * C;
+        const T* u = rows.data() + r * pw * nc;
+        for (int64_t s = 0; s < ncols; ++s) {
+          const int64_t q0 = sx.count(s) > 0 ? sx.begin[s] : 0;
+          weighted_sum<true>(
+              d + s * C, u + q0 * nc, nc, sx.dense.data() + s * pw + q0, sx.count(s), nc);
         }
       }
     }
@@ -216,7 +324,9 @@ void input_grad_impl(
 
 // d loss / d rois. Parallel over RoIs; each RoI sums over its channels (spec §2.3). The line
 // integrals along the PW+1 vertical and PH+1 horizontal bin edges are shared by adjacent bins.
-// `grad` and `output` are (K, C, PH, PW); each RoI's blocks are transposed in cache first.
+// bin_edge_grads is linear in (out, left, right, top, bottom), so it is applied once per bin to
+// their dot products with the bin's grad over channels. `grad` and `output` are (K, C, PH, PW):
+// sum_c grad * output is taken in that layout, the grad block is transposed in cache for the rest.
 template <typename T>
 void rois_grad_impl(
     const T* grad, const T* input, const T* output, const std::vector<RoiGeometry<T>>& geo,
@@ -229,50 +339,51 @@ void rois_grad_impl(
     std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
     std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
     const int64_t bins = ph * pw;
-    std::vector<T> gl(bins * C), ol(bins * C);  // this RoI's grad and output, (PH, PW, C)
+    std::vector<T> gl(bins * C), gout(bins);  // this RoI's grad as (PH, PW, C); sum_c grad * out
     for (int64_t m = begin; m < end; ++m) {
       T* dr = grad_rois + 5 * m;
       const RoiGeometry<T>& g = geo[m];
       if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
-      block_to_channels_last(grad + m * C * bins, C, bins, gl.data(), C);
-      block_to_channels_last(output + m * C * bins, C, bins, ol.data(), C);
+      const T* gm = grad + m * C * bins;
+      const T* om = output + m * C * bins;
+      std::fill(gout.begin(), gout.end(), T(0));
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t b = 0; b < bins; ++b) gout[b] += gm[c * bins + b] * om[c * bins + b];
+      }
+      block_to_channels_last(gm, C, bins, gl.data(), C);
       const T* image = input + g.batch * height * width * C;
       const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
       const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
       for (int64_t e = 0; e <= pw; ++e) xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
       for (int64_t e = 0; e <= ph; ++e) yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
       // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
-      colv.assign(nrows * (pw + 1) * C, T(0));
+      colv.resize(nrows * (pw + 1) * C);
       for (int64_t r = 0; r < nrows; ++r) {
         const T* f = image + (i0 + r) * width * C;
         for (int64_t e = 0; e <= pw; ++e) {
-          T* cv = colv.data() + (r * (pw + 1) + e) * C;
-          axpy(cv, f + xt[e].j0 * C, xt[e].w0, C);
-          axpy(cv, f + xt[e].j1 * C, xt[e].w1, C);
+          two_taps(colv.data() + (r * (pw + 1) + e) * C, f + xt[e].j0 * C, xt[e].w0,
+                   f + xt[e].j1 * C, xt[e].w1, C);
         }
       }
       // vert[p][e][c] = integral of f(x_e, y) over bin row p.
-      vert.assign(ph * (pw + 1) * C, T(0));
+      vert.resize(ph * (pw + 1) * C);
       for (int64_t p = 0; p < ph; ++p) {
         const int64_t k = m * ph + p;
-        const T* w = wy.weights(m, p);
-        for (int64_t t = 0; t < wy.n[k]; ++t) {
-          axpy(vert.data() + p * (pw + 1) * C, colv.data() + (wy.lo[k] + t - i0) * (pw + 1) * C,
-               w[t], (pw + 1) * C);
-        }
+        weighted_sum<false>(
+            vert.data() + p * (pw + 1) * C, colv.data() + first_tap(wy, k, i0) * (pw + 1) * C,
+            (pw + 1) * C, wy.weights(m, p), wy.n[k], (pw + 1) * C);
       }
-      // rowv[e][j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
-      rowv.assign((ph + 1) * ncols * C, T(0));
-      horz.assign((ph + 1) * pw * C, T(0));
+      // rowv[j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
+      rowv.resize(ncols * C);
+      horz.resize((ph + 1) * pw * C);
       for (int64_t e = 0; e <= ph; ++e) {
-        T* rv = rowv.data() + e * ncols * C;
-        axpy(rv, image + (yt[e].j0 * width + j0) * C, yt[e].w0, ncols * C);
-        axpy(rv, image + (yt[e].j1 * width + j0) * C, yt[e].w1, ncols * C);
+        two_taps(rowv.data(), image + (yt[e].j0 * width + j0) * C, yt[e].w0,
+                 image + (yt[e].j1 * width + j0) * C, yt[e].w1, ncols * C);
         for (int64_t q = 0; q < pw; ++q) {
           const int64_t k = m * pw + q;
-          const T* w = wx.weights(m, q);
-          T* h = horz.data() + (e * pw + q) * C;
-          for (int64_t t = 0; t < wx.n[k]; ++t) axpy(h, rv + (wx.lo[k] + t - j0) * C, w[t], C);
+          weighted_sum<false>(
+              horz.data() + (e * pw + q) * C, rowv.data() + first_tap(wx, k, j0) * C, C,
+              wx.weights(m, q), wx.n[k], C);
         }
       }
       std::fill(dax.begin(), dax.end(), T(0));
@@ -281,25 +392,16 @@ void rois_grad_impl(
       std::fill(dby.begin(), dby.end(), T(0));
       for (int64_t p = 0; p < ph; ++p) {
         for (int64_t q = 0; q < pw; ++q) {
-          const T* go = gl.data() + (p * pw + q) * C;
-          const T* out = ol.data() + (p * pw + q) * C;
           const T* left = vert.data() + (p * (pw + 1) + q) * C;
-          const T* right = left + C;
-          const T* top = horz.data() + (p * pw + q) * C;
-          const T* bottom = horz.data() + ((p + 1) * pw + q) * C;
-          T sax = T(0), sbx = T(0), say = T(0), sby = T(0);
-          for (int64_t c = 0; c < C; ++c) {
-            const EdgeGrads<T> d = bin_edge_grads(
-                out[c], left[c], right[c], top[c], bottom[c], g.bw, g.bh, g.inv_area);
-            sax += go[c] * d.ax;
-            sbx += go[c] * d.bx;
-            say += go[c] * d.ay;
-            sby += go[c] * d.by;
-          }
-          dax[q] += sax;
-          dbx[q] += sbx;
-          day[p] += say;
-          dby[p] += sby;
+          T line[4];  // sum_c grad * (left, right, top, bottom)
+          dot4(gl.data() + (p * pw + q) * C, left, left + C, horz.data() + (p * pw + q) * C,
+               horz.data() + ((p + 1) * pw + q) * C, C, line);
+          const EdgeGrads<T> d = bin_edge_grads(
+              gout[p * pw + q], line[0], line[1], line[2], line[3], g.bw, g.bh, g.inv_area);
+          dax[q] += d.ax;
+          dbx[q] += d.bx;
+          day[p] += d.ay;
+          dby[p] += d.by;
         }
       }
       T d1 = T(0), d2 = T(0), d3 = T(0), d4 = T(0);
