@@ -508,21 +508,26 @@ at::Tensor prroi_pool_forward_cpu(
 std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
     const at::Tensor& output, double spatial_scale, int64_t pooled_height, int64_t pooled_width,
-    bool aligned, bool input_grad) {
+    bool aligned, bool input_grad, bool rois_grad) {
   check_inputs(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   check_grad(grad, input, num_rois, pooled_height, pooled_width, "grad");
   check_grad(output, input, num_rois, pooled_height, pooled_width, "output");
-  at::Tensor grad_rois = at::zeros_like(rois, at::MemoryFormat::Contiguous);
+  at::Tensor grad_rois = rois_grad ? at::zeros_like(rois, at::MemoryFormat::Contiguous)
+                                   : at::empty({0}, rois.options());
   const at::Tensor no_input_grad = at::empty({0}, input.options());
   if (num_rois == 0 || input.numel() == 0) {
     return {input_grad ? at::zeros_like(input, at::MemoryFormat::Contiguous) : no_input_grad,
             grad_rois};
   }
-  const at::Tensor in = channels_last(input), r = rois.contiguous();
-  const at::Tensor g = grad.contiguous(), out = output.contiguous();
+  // The map itself and the output are read only by the box gradient.
+  const at::Tensor in = rois_grad ? channels_last(input) : input, r = rois.contiguous();
+  const at::Tensor g = grad.contiguous(), out = rois_grad ? output.contiguous() : output;
   at::Tensor grad_in = no_input_grad;  // (N, H, W, C)
-  if (input_grad) grad_in = empty_large(in.sizes(), in.options()).zero_();
+  if (input_grad) {
+    grad_in = empty_large(
+        {input.size(0), input.size(2), input.size(3), channels}, input.options()).zero_();
+  }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
     using T = scalar_t;
     const T scale = static_cast<T>(spatial_scale);
@@ -535,10 +540,12 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
           g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), channels, input.size(2),
           input.size(3), pooled_height, pooled_width);
     }
-    rois_grad_impl<T>(
-        g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
-        grad_rois.data_ptr<T>(), channels, input.size(2), input.size(3), scale, pooled_height,
-        pooled_width);
+    if (rois_grad) {
+      rois_grad_impl<T>(
+          g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
+          grad_rois.data_ptr<T>(), channels, input.size(2), input.size(3), scale, pooled_height,
+          pooled_width);
+    }
   });
   if (!input_grad) return {no_input_grad, grad_rois};
   return {channels_first(grad_in), grad_rois};

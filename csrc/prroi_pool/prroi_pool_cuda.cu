@@ -1,5 +1,5 @@
 // CUDA kernels of PrRoIPool: one thread per output element (RoI, channel, bin), using the per-bin
-// math of prroi_pool_kernel.h. Backward scatters with atomicAdd into both gradients.
+// math of prroi_pool_kernel.h. Backward scatters with atomicAdd into the gradients asked for.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -57,7 +57,8 @@ template <typename T>
 __global__ void backward_kernel(
     int64_t total, const T* grad, const T* input, const T* rois, const T* output,
     T* grad_input, T* grad_rois, int64_t batch_size, int64_t channels, int64_t height,
-    int64_t width, T scale, int64_t ph, int64_t pw, bool aligned) {
+    int64_t width, T scale, int64_t ph, int64_t pw, bool aligned, bool want_input,
+    bool want_rois) {
   for (int64_t index = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; index < total;
        index += int64_t(blockDim.x) * gridDim.x) {
     RoiGeometry<T> g;
@@ -68,20 +69,23 @@ __global__ void backward_kernel(
     if (gg == T(0)) continue;
     const int64_t offset = (g.batch * channels + c) * height * width;
     const T* plane = input + offset;
-    T* dplane = grad_input + offset;
     const T ax = bin_edge(g.x1, g.bw, q), bx = bin_edge(g.x1, g.bw, q + 1);
     const T ay = bin_edge(g.y1, g.bh, p), by = bin_edge(g.y1, g.bh, p + 1);
 
-    int64_t i_lo, i_hi, j_lo, j_hi;
-    support(ay, by, height, &i_lo, &i_hi);
-    support(ax, bx, width, &j_lo, &j_hi);
-    const T scaled = gg * g.inv_area;
-    for (int64_t i = i_lo; i <= i_hi; ++i) {
-      const T wy = tent_weight(ay, by, i) * scaled;
-      for (int64_t j = j_lo; j <= j_hi; ++j) {
-        atomicAdd(dplane + i * width + j, wy * tent_weight(ax, bx, j));
+    if (want_input) {
+      T* dplane = grad_input + offset;
+      int64_t i_lo, i_hi, j_lo, j_hi;
+      support(ay, by, height, &i_lo, &i_hi);
+      support(ax, bx, width, &j_lo, &j_hi);
+      const T scaled = gg * g.inv_area;
+      for (int64_t i = i_lo; i <= i_hi; ++i) {
+        const T wy = tent_weight(ay, by, i) * scaled;
+        for (int64_t j = j_lo; j <= j_hi; ++j) {
+          atomicAdd(dplane + i * width + j, wy * tent_weight(ax, bx, j));
+        }
       }
     }
+    if (!want_rois) continue;
 
     const EdgeGrads<T> d = bin_edge_grads(
         output[index], vertical_line_integral(plane, height, width, ax, ay, by),
@@ -123,18 +127,19 @@ at::Tensor prroi_pool_forward_cuda(
 std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cuda(
     const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,
     const at::Tensor& output, double spatial_scale, int64_t pooled_height, int64_t pooled_width,
-    bool aligned, bool input_grad) {
+    bool aligned, bool input_grad, bool rois_grad) {
   check_inputs(input, rois, pooled_height, pooled_width);
   const int64_t num_rois = rois.size(0), channels = input.size(1);
   check_grad(grad, input, num_rois, pooled_height, pooled_width, "grad");
   check_grad(output, input, num_rois, pooled_height, pooled_width, "output");
   at::cuda::CUDAGuard guard(input.device());
-  // The fused kernel accumulates both gradients; without input_grad its d/d input is dropped.
-  const at::Tensor no_input_grad = at::empty({0}, input.options());
-  at::Tensor grad_input = at::zeros_like(input, at::MemoryFormat::Contiguous);
-  at::Tensor grad_rois = at::zeros_like(rois, at::MemoryFormat::Contiguous);
-  if (grad.numel() == 0 || input.numel() == 0) {
-    return {input_grad ? grad_input : no_input_grad, grad_rois};
+  // One fused kernel; each gradient that is not asked for is skipped and returned empty.
+  at::Tensor grad_input = input_grad ? at::zeros_like(input, at::MemoryFormat::Contiguous)
+                                     : at::empty({0}, input.options());
+  at::Tensor grad_rois = rois_grad ? at::zeros_like(rois, at::MemoryFormat::Contiguous)
+                                   : at::empty({0}, rois.options());
+  if (grad.numel() == 0 || input.numel() == 0 || !(input_grad || rois_grad)) {
+    return {grad_input, grad_rois};
   }
   const at::Tensor in = input.contiguous(), r = rois.contiguous();
   const at::Tensor g = grad.contiguous(), out = output.contiguous();
@@ -144,10 +149,11 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cuda(
         g.numel(), g.data_ptr<scalar_t>(), in.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(),
         out.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(),
         grad_rois.data_ptr<scalar_t>(), in.size(0), channels, in.size(2), in.size(3),
-        static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width, aligned);
+        static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width, aligned, input_grad,
+        rois_grad);
   });
   AT_CUDA_CHECK(cudaGetLastError());
-  return {input_grad ? grad_input : no_input_grad, grad_rois};
+  return {grad_input, grad_rois};
 }
 
 }  // namespace

@@ -171,9 +171,12 @@ if _extension.has_ops():
     @torch.library.register_fake("d2_boxunc::_prroi_pool_backward")
     def _prroi_pool_backward_fake(
         grad, input, rois, output, spatial_scale, pooled_height, pooled_width, aligned,
-        input_grad=True,
+        input_grad=True, rois_grad=True,
     ):
-        return input.new_empty(input.shape if input_grad else (0,)), rois.new_empty(rois.shape)
+        return (
+            input.new_empty(input.shape if input_grad else (0,)),
+            rois.new_empty(rois.shape if rois_grad else (0,)),
+        )
 
     def _setup_context(ctx, inputs, output):
         input, rois, spatial_scale, pooled_height, pooled_width, aligned = inputs
@@ -182,12 +185,17 @@ if _extension.has_ops():
 
     def _backward(ctx, grad):
         input, rois, output = ctx.saved_tensors
-        # d/d input is the bulk of the work; box refinement (IoU-Net) asks only for d/d rois
-        input_grad = ctx.needs_input_grad[0]
+        # Only the gradients asked for are computed: box refinement (IoU-Net) needs d/d rois alone,
+        # training on detached proposals d/d input alone.
+        input_grad, rois_grad = ctx.needs_input_grad[:2]
         grad_input, grad_rois = torch.ops.d2_boxunc._prroi_pool_backward(
-            grad, input, rois, output, *ctx.params, input_grad
+            grad, input, rois, output, *ctx.params, input_grad, rois_grad
         )
-        return (grad_input if input_grad else None), grad_rois, None, None, None, None
+        return (
+            grad_input if input_grad else None,
+            grad_rois if rois_grad else None,
+            None, None, None, None,
+        )
 
     torch.library.register_autograd(
         "d2_boxunc::prroi_pool", _backward, setup_context=_setup_context

@@ -210,6 +210,7 @@ def test_opcheck():
             args = (torch.randn_like(out), x.detach(), r.detach(), out, 0.5, 2, 3, aligned)
             torch.library.opcheck(backward, args)
             torch.library.opcheck(backward, args + (False,))  # rois gradient only
+            torch.library.opcheck(backward, args + (True, False))  # input gradient only
 
 
 def test_rois_only_backward_skips_the_input_gradient_and_agrees():
@@ -227,6 +228,23 @@ def test_rois_only_backward_skips_the_input_gradient_and_agrees():
         torch.ones_like(out), x, rois, out, 0.5, 3, 3, True, False
     )
     assert grad_input.numel() == 0 and grad_rois.shape == rois.shape
+
+
+def test_input_only_backward_skips_the_box_gradient_and_agrees():
+    """Training on detached RoIs differentiates w.r.t. the features only: same d/d input."""
+    x = torch.randn(2, 4, 9, 11, dtype=torch.float64)
+    rois = torch.tensor(EDGE_CASE_ROIS, dtype=torch.float64)
+    weights = torch.randn(len(rois), 4, 3, 3, dtype=torch.float64)
+    r_both, x_both = rois.clone().requires_grad_(), x.clone().requires_grad_()
+    (prroi_pool(x_both, r_both, 3, 0.5) * weights).sum().backward()
+    x_only = x.clone().requires_grad_()
+    (prroi_pool(x_only, rois, 3, 0.5) * weights).sum().backward()
+    torch.testing.assert_close(x_only.grad, x_both.grad, rtol=0, atol=0)
+    out = torch.ops.d2_boxunc.prroi_pool(x, rois, 0.5, 3, 3, True)
+    grad_input, grad_rois = torch.ops.d2_boxunc._prroi_pool_backward(
+        torch.ones_like(out), x, rois, out, 0.5, 3, 3, True, True, False
+    )
+    assert grad_rois.numel() == 0 and grad_input.shape == x.shape
 
 
 def test_double_backward_is_refused():
