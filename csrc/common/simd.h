@@ -1,10 +1,15 @@
 // A 16-byte SIMD vector of float or double (SSE2 on x86-64, NEON on arm64) through the GCC/Clang
 // vector extension, for CPU loops the auto-vectoriser would leave in memory: accumulators held in
-// registers across an inner loop. Elsewhere it is one lane, i.e. plain scalar code.
+// registers across an inner loop. Elsewhere it is one lane, i.e. plain scalar code. Also a 4 x 4
+// transpose (SSE shuffles for float where available).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 namespace d2_boxunc {
 namespace simd {
@@ -49,6 +54,27 @@ inline T sum(const Vec<T>& v) {
   for (int64_t u = 0; u < kLanes<T>; ++u) s += lanes[u];
   return s;
 }
+
+// dst[j * dst_ld + i] = src[i * src_ld + j] for i, j < 4.
+template <typename T>
+inline void transpose4x4(const T* src, int64_t src_ld, T* dst, int64_t dst_ld) {
+  for (int64_t i = 0; i < 4; ++i) {
+    for (int64_t j = 0; j < 4; ++j) dst[j * dst_ld + i] = src[i * src_ld + j];
+  }
+}
+
+#if defined(__SSE__)
+template <>
+inline void transpose4x4<float>(const float* src, int64_t src_ld, float* dst, int64_t dst_ld) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + src_ld);
+  __m128 r2 = _mm_loadu_ps(src + 2 * src_ld), r3 = _mm_loadu_ps(src + 3 * src_ld);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(dst, r0);
+  _mm_storeu_ps(dst + dst_ld, r1);
+  _mm_storeu_ps(dst + 2 * dst_ld, r2);
+  _mm_storeu_ps(dst + 3 * dst_ld, r3);
+}
+#endif
 
 }  // namespace simd
 }  // namespace d2_boxunc

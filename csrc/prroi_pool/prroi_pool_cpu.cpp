@@ -98,44 +98,49 @@ std::vector<RoiGeometry<T>> geometries(
   return geo;
 }
 
-// dst[b * ld + c] = src[c * bins + b] for c < nc, b < bins: one RoI's (channels, bins) block of a
-// (K, C, PH, PW) tensor to (bins, channels) in a small buffer. By blocks of 16 channels, so that
-// each destination cache line is written whole before the next: with C a power of two the rows
-// of dst are 2^k bytes apart and would otherwise fight over a few L1 sets.
+// dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols, in 16 x 16 tiles (whose source
+// and destination lines stay in L1) of 4 x 4 SIMD transposes.
 template <typename T>
-inline void block_to_channels_last(const T* src, int64_t nc, int64_t bins, T* dst, int64_t ld) {
-  constexpr int64_t kLine = 64 / sizeof(T);
-  for (int64_t c0 = 0; c0 < nc; c0 += kLine) {
-    const int64_t c1 = std::min(nc, c0 + kLine);
-    for (int64_t b = 0; b < bins; ++b) {
-      for (int64_t c = c0; c < c1; ++c) dst[b * ld + c] = src[c * bins + b];
+inline void transpose(
+    const T* src, int64_t rows, int64_t cols, int64_t src_ld, T* dst, int64_t dst_ld) {
+  constexpr int64_t kTile = 16;
+  for (int64_t i0 = 0; i0 < rows; i0 += kTile) {
+    const int64_t i1 = std::min(rows, i0 + kTile), i4 = i0 + (i1 - i0) / 4 * 4;
+    for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
+      const int64_t j1 = std::min(cols, j0 + kTile), j4 = j0 + (j1 - j0) / 4 * 4;
+      for (int64_t i = i0; i < i4; i += 4) {
+        for (int64_t j = j0; j < j4; j += 4) {
+          simd::transpose4x4(src + i * src_ld + j, src_ld, dst + j * dst_ld + i, dst_ld);
+        }
+      }
+      for (int64_t i = i0; i < i1; ++i) {  // the ragged right and bottom edges
+        for (int64_t j = (i < i4 ? j4 : j0); j < j1; ++j) dst[j * dst_ld + i] = src[i * src_ld + j];
+      }
     }
   }
 }
 
-// The inverse for a whole block: dst[c * bins + b] = src[b * nc + c]. Channel by channel, in
-// groups of 16 channels so that the source lines read (one per bin) stay in L1 while the
-// destination is written in order.
+// One RoI's (channels, bins) block of a (K, C, PH, PW) tensor -> (bins, channels), rows ld apart.
+template <typename T>
+inline void block_to_channels_last(const T* src, int64_t nc, int64_t bins, T* dst, int64_t ld) {
+  transpose(src, nc, bins, bins, dst, ld);
+}
+
+// The inverse, (bins, channels) -> (channels, bins).
 template <typename T>
 inline void block_to_channels_first(const T* src, int64_t nc, int64_t bins, T* dst) {
-  constexpr int64_t kLine = 64 / sizeof(T);
-  for (int64_t c0 = 0; c0 < nc; c0 += kLine) {
-    const int64_t c1 = std::min(nc, c0 + kLine);
-    for (int64_t c = c0; c < c1; ++c) {
-      for (int64_t b = 0; b < bins; ++b) dst[c * bins + b] = src[b * nc + c];
-    }
-  }
+  transpose(src, bins, nc, nc, dst, bins);
 }
 
 // y[k] = (Accumulate ? y[k] : 0) + sum_t (w[t] * scale) * x[t * stride + k] for k < len, in
-// blocks of 8 SIMD vectors held in registers across the taps: one load and store of y per block
+// blocks of SIMD vectors held in registers across the taps: one load and store of y per block
 // instead of one per tap. The sum runs in the order of t, like a chain of axpys.
-template <bool Accumulate, typename T>
+template <bool Accumulate, int64_t kRegs = 8, typename T>
 inline void weighted_sum(
     T* __restrict__ y, const T* __restrict__ x, int64_t stride, const T* __restrict__ w, int64_t n,
     int64_t len, T scale = T(1)) {
   using simd::Vec;
-  constexpr int64_t kLanes = simd::kLanes<T>, kRegs = 8, kBlock = kLanes * kRegs;
+  constexpr int64_t kLanes = simd::kLanes<T>, kBlock = kLanes * kRegs;
   int64_t k = 0;
   for (; k + kBlock <= len; k += kBlock) {
     Vec<T> acc[kRegs];
@@ -152,6 +157,11 @@ inline void weighted_sum(
 #pragma GCC unroll 8
     for (int64_t r = 0; r < kRegs; ++r) simd::store(y + k + r * kLanes, acc[r]);
   }
+  for (; k + kLanes <= len; k += kLanes) {
+    Vec<T> acc = Accumulate ? simd::load(y + k) : Vec<T>{};
+    for (int64_t t = 0; t < n; ++t) acc += (w[t] * scale) * simd::load(x + t * stride + k);
+    simd::store(y + k, acc);
+  }
   for (; k < len; ++k) {
     T acc = Accumulate ? y[k] : T(0);
     for (int64_t t = 0; t < n; ++t) acc += (w[t] * scale) * x[t * stride + k];
@@ -165,33 +175,46 @@ inline void two_taps(T* __restrict__ y, const T* x0, T a, const T* x1, T b, int6
   for (int64_t k = 0; k < len; ++k) y[k] = a * x0[k] + b * x1[k];
 }
 
-// The gather form of one RoI's tent weights along an axis: sample `first + s` is covered by the
-// bins [begin[s], end[s]), with weights dense[s * bins + q]. Bins are ordered along the axis and
-// their supports are intervals, so the bins covering a sample are contiguous.
+// The gather form of the tent weights along one axis, for all RoIs: sample `first[m] + s` of RoI m
+// is covered by the bins [begin[i], begin[i] + count[i]) with weights dense[i * bins + q], where
+// i = off[m] + s. Bins are ordered along the axis and their supports are intervals, so the bins
+// covering a sample are contiguous.
 template <typename T>
-struct SampleWeights {
-  std::vector<int64_t> begin, end;
+struct AxisSamples {
+  std::vector<int64_t> off, begin, count;
   std::vector<T> dense;
-
-  int64_t count(int64_t s) const { return std::max<int64_t>(end[s] - begin[s], 0); }
 };
 
 template <typename T>
-void sample_weights(const AxisWeights<T>& a, int64_t m, SampleWeights<T>* s) {
-  const int64_t first = a.first[m], samples = a.last[m] - first + 1, bins = a.bins;
-  s->begin.assign(samples, bins);
-  s->end.assign(samples, 0);
-  s->dense.assign(samples * bins, T(0));
-  for (int64_t q = 0; q < bins; ++q) {
-    const int64_t k = m * bins + q;
-    const T* w = a.weights(m, q);
-    for (int64_t t = 0; t < a.n[k]; ++t) {
-      const int64_t j = a.lo[k] + t - first;
-      s->dense[j * bins + q] = w[t];
-      s->begin[j] = std::min(s->begin[j], q);
-      s->end[j] = std::max(s->end[j], q + 1);
+AxisSamples<T> axis_samples(const AxisWeights<T>& a, int64_t num_rois) {
+  const int64_t bins = a.bins;
+  AxisSamples<T> s;
+  s.off.assign(num_rois + 1, 0);
+  for (int64_t m = 0; m < num_rois; ++m) {
+    s.off[m + 1] = s.off[m] + std::max<int64_t>(a.last[m] - a.first[m] + 1, 0);
+  }
+  const int64_t total = s.off[num_rois];
+  std::vector<int64_t> end(total, 0);
+  s.begin.assign(total, bins);
+  s.count.assign(total, 0);
+  s.dense.assign(total * bins, T(0));
+  for (int64_t m = 0; m < num_rois; ++m) {
+    for (int64_t q = 0; q < bins; ++q) {
+      const int64_t k = m * bins + q;
+      const T* w = a.weights(m, q);
+      for (int64_t t = 0; t < a.n[k]; ++t) {
+        const int64_t i = s.off[m] + a.lo[k] + t - a.first[m];
+        s.dense[i * bins + q] = w[t];
+        s.begin[i] = std::min(s.begin[i], q);
+        end[i] = std::max(end[i], q + 1);
+      }
     }
   }
+  for (int64_t i = 0; i < total; ++i) {
+    s.count[i] = std::max<int64_t>(end[i] - s.begin[i], 0);
+    if (s.count[i] == 0) s.begin[i] = 0;
+  }
+  return s;
 }
 
 // Offset of bin k's first sample from `first`, or 0 for a bin that covers no sample.
@@ -276,48 +299,59 @@ void forward_impl(
   });
 }
 
-// d loss / d input. Parallel over channel ranges, so no two threads write one value. `grad` is
-// (K, C, PH, PW) as autograd hands it over; each RoI's block for the thread's channels is
-// transposed in cache to (PH, PW, channels) first. Both passes gather (each output row, then
-// each map sample, sums the bins that cover it), so every value is written once per RoI.
+// d loss / d input, written straight into the (N, C, H, W) gradient. A work item is one image and
+// 16 channels: it sums the RoIs of that image into a channels-last (H, W, 16) slice, which stays
+// in L2 (850 KB for a 100 x 136 map, where the whole (H, W, C) map would not), then writes the
+// slice out as 16 planes. Per RoI, its grad block for the 16 channels is transposed in cache to
+// (PH, PW, 16); each output row gathers the bin rows that cover it, then each map sample the bin
+// columns that cover it, so every value is written once per RoI.
 template <typename T>
 void input_grad_impl(
     const T* grad, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
-    const AxisWeights<T>& wy, T* grad_input, int64_t channels, int64_t height, int64_t width,
-    int64_t ph, int64_t pw) {
+    const AxisWeights<T>& wy, T* grad_input, int64_t batch, int64_t channels, int64_t height,
+    int64_t width, int64_t ph, int64_t pw) {
+  constexpr int64_t kGroup = 16;
   const int64_t num_rois = static_cast<int64_t>(geo.size());
-  const int64_t C = channels;
-  at::parallel_for(0, C, 16, [&](int64_t c0, int64_t c1) {
-    const int64_t nc = c1 - c0, bins = ph * pw;
-    std::vector<T> rows, gl(bins * nc);
-    SampleWeights<T> sy, sx;
-    for (int64_t m = 0; m < num_rois; ++m) {
-      const RoiGeometry<T>& g = geo[m];
-      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
-      block_to_channels_last(grad + (m * C + c0) * bins, nc, bins, gl.data(), nc);
-      sample_weights(wy, m, &sy);
-      sample_weights(wx, m, &sx);
-      T* dimage = grad_input + g.batch * height * width * C + c0;
-      const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
-      const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
-      // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
-      rows.resize(nrows * pw * nc);
-      for (int64_t r = 0; r < nrows; ++r) {
-        const int64_t p0 = sy.count(r) > 0 ? sy.begin[r] : 0;
-        weighted_sum<false>(
-            rows.data() + r * pw * nc, gl.data() + p0 * pw * nc, pw * nc,
-            sy.dense.data() + r * ph + p0, sy.count(r), pw * nc, g.inv_area);
-      }
-      // dF[i0 + r][j0 + s][c] += sum_q rows[r][q][c] Kx[q][j0 + s]
-      for (int64_t r = 0; r < nrows; ++r) {
-        T* d = dimage + ((i0 + r) * width + j0) * C;
-        const T* u = rows.data() + r * pw * nc;
-        for (int64_t s = 0; s < ncols; ++s) {
-          const int64_t q0 = sx.count(s) > 0 ? sx.begin[s] : 0;
-          weighted_sum<true>(
-              d + s * C, u + q0 * nc, nc, sx.dense.data() + s * pw + q0, sx.count(s), nc);
+  const int64_t C = channels, bins = ph * pw, hw = height * width;
+  const int64_t groups = (C + kGroup - 1) / kGroup;
+  const AxisSamples<T> sy = axis_samples(wy, num_rois), sx = axis_samples(wx, num_rois);
+  std::vector<std::vector<int64_t>> rois_of(batch);
+  for (int64_t m = 0; m < num_rois; ++m) {
+    if (geo[m].valid && wy.last[m] >= wy.first[m] && wx.last[m] >= wx.first[m]) {
+      rois_of[geo[m].batch].push_back(m);
+    }
+  }
+  at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> slice(hw * kGroup), rows, gl(bins * kGroup);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / groups, c0 = (item % groups) * kGroup;
+      const int64_t nc = std::min(kGroup, C - c0);
+      std::fill(slice.begin(), slice.begin() + hw * nc, T(0));
+      for (const int64_t m : rois_of[n]) {
+        const RoiGeometry<T>& g = geo[m];
+        block_to_channels_last(grad + (m * C + c0) * bins, nc, bins, gl.data(), nc);
+        const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+        const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
+        // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
+        rows.resize(nrows * pw * nc);
+        for (int64_t r = 0; r < nrows; ++r) {
+          const int64_t i = sy.off[m] + r, p0 = sy.begin[i];
+          weighted_sum<false>(
+              rows.data() + r * pw * nc, gl.data() + p0 * pw * nc, pw * nc,
+              sy.dense.data() + i * ph + p0, sy.count[i], pw * nc, g.inv_area);
+        }
+        // dF[i0 + r][j0 + s][c] += sum_q rows[r][q][c] Kx[q][j0 + s]
+        for (int64_t r = 0; r < nrows; ++r) {
+          T* d = slice.data() + ((i0 + r) * width + j0) * nc;
+          const T* u = rows.data() + r * pw * nc;
+          for (int64_t s = 0; s < ncols; ++s) {
+            const int64_t i = sx.off[m] + s, q0 = sx.begin[i];
+            weighted_sum<true, kGroup / simd::kLanes<T>>(
+                d + s * nc, u + q0 * nc, nc, sx.dense.data() + i * pw + q0, sx.count[i], nc);
+          }
         }
       }
+      block_to_channels_first(slice.data(), nc, hw, grad_input + (n * C + c0) * hw);
     }
   });
 }
@@ -471,16 +505,6 @@ at::Tensor channels_last(const at::Tensor& t) {
   return out;
 }
 
-// The inverse: a contiguous (N, H, W, C) tensor -> a contiguous (N, C, H, W) one.
-at::Tensor channels_first(const at::Tensor& nhwc) {
-  const int64_t n = nhwc.size(0), h = nhwc.size(1), w = nhwc.size(2), c = nhwc.size(3);
-  at::Tensor out = empty_large({n, c, h, w}, nhwc.options());
-  AT_DISPATCH_FLOATING_TYPES(nhwc.scalar_type(), "prroi_channels_first", [&] {
-    transpose_batched<scalar_t>(nhwc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, h * w, c);
-  });
-  return out;
-}
-
 at::Tensor prroi_pool_forward_cpu(
     const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
     int64_t pooled_width, bool aligned) {
@@ -523,11 +547,8 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
   // The map itself and the output are read only by the box gradient.
   const at::Tensor in = rois_grad ? channels_last(input) : input, r = rois.contiguous();
   const at::Tensor g = grad.contiguous(), out = rois_grad ? output.contiguous() : output;
-  at::Tensor grad_in = no_input_grad;  // (N, H, W, C)
-  if (input_grad) {
-    grad_in = empty_large(
-        {input.size(0), input.size(2), input.size(3), channels}, input.options()).zero_();
-  }
+  // Every value of grad_in is written by input_grad_impl.
+  at::Tensor grad_in = input_grad ? empty_large(input.sizes(), input.options()) : no_input_grad;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
     using T = scalar_t;
     const T scale = static_cast<T>(spatial_scale);
@@ -537,8 +558,8 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
     const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
     if (input_grad) {
       input_grad_impl<T>(
-          g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), channels, input.size(2),
-          input.size(3), pooled_height, pooled_width);
+          g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), input.size(0), channels,
+          input.size(2), input.size(3), pooled_height, pooled_width);
     }
     if (rois_grad) {
       rois_grad_impl<T>(
@@ -547,8 +568,7 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
           pooled_width);
     }
   });
-  if (!input_grad) return {no_input_grad, grad_rois};
-  return {channels_first(grad_in), grad_rois};
+  return {grad_in, grad_rois};
 }
 
 }  // namespace
