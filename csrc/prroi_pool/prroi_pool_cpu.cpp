@@ -2,6 +2,7 @@
 // (AxisWeights); each RoI then costs two small separable passes over channel vectors:
 //   rows[i][q] = sum_j F[i, j] Kx[q][j],   out[p][q] = sum_i Ky[p][i] rows[i][q] / area,
 // i.e. O((H_roi + 2 PH) (W_roi + 2 PW)) per channel instead of a sum per bin over its cells.
+// Work is split by (image, 16-channel group), see kGroup.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -374,125 +375,114 @@ void input_grad_impl(
   });
 }
 
-// d loss / d rois. Parallel over RoIs; each RoI sums over its channels (spec §2.3). The line
-// integrals along the PW+1 vertical and PH+1 horizontal bin edges are shared by adjacent bins.
-// bin_edge_grads is linear in (out, left, right, top, bottom), so it is applied once per bin to
-// their dot products with the bin's grad over channels. `grad` and `output` are (K, C, PH, PW):
-// sum_c grad * output is taken in that layout, the grad block is transposed in cache for the rest.
+// d loss / d rois (spec §2.3). Each work item adds the corner gradients of its 16 channels into
+// part[(m * groups + group) * 4 + k]; the groups are summed in order afterwards, so the result
+// does not depend on the thread count. The line integrals along the PW+1 vertical and PH+1
+// horizontal bin edges are shared by adjacent bins. bin_edge_grads is linear in (out, left,
+// right, top, bottom), so it is applied once per bin to their dot products with the bin's grad
+// over the group's channels. `grad` and `output` are (K, C, PH, PW): sum_c grad * output is taken
+// in that layout, and the grad block is transposed in cache for the rest.
 template <typename T>
 void rois_grad_impl(
     const T* grad, const T* input, const T* output, const std::vector<RoiGeometry<T>>& geo,
-    const AxisWeights<T>& wx, const AxisWeights<T>& wy, T* grad_rois, int64_t channels,
-    int64_t height, int64_t width, T scale, int64_t ph, int64_t pw) {
+    const AxisWeights<T>& wx, const AxisWeights<T>& wy, T* grad_rois, int64_t batch,
+    int64_t channels, int64_t height, int64_t width, T scale, int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
-  const int64_t C = channels;
-  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> colv, rowv, vert, horz;
+  const int64_t C = channels, bins = ph * pw, hw = height * width;
+  const int64_t groups = (C + kGroup - 1) / kGroup;
+  const auto rois_of = rois_by_image(geo, wx, wy, batch);
+  std::vector<T> part(num_rois * groups * 4, T(0));
+  at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> slice(hw * kGroup), colv, rowv, vert, horz;
     std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
     std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
-    const int64_t bins = ph * pw;
-    std::vector<T> gl(bins * C), gout(bins);  // this RoI's grad as (PH, PW, C); sum_c grad * out
-    for (int64_t m = begin; m < end; ++m) {
-      T* dr = grad_rois + 5 * m;
-      const RoiGeometry<T>& g = geo[m];
-      if (!g.valid || wy.last[m] < wy.first[m] || wx.last[m] < wx.first[m]) continue;
-      const T* gm = grad + m * C * bins;
-      const T* om = output + m * C * bins;
-      std::fill(gout.begin(), gout.end(), T(0));
-      for (int64_t c = 0; c < C; ++c) {
-        for (int64_t b = 0; b < bins; ++b) gout[b] += gm[c * bins + b] * om[c * bins + b];
-      }
-      block_to_channels_last(gm, C, bins, gl.data(), C);
-      const T* image = input + g.batch * height * width * C;
-      const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
-      const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
-      for (int64_t e = 0; e <= pw; ++e) xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
-      for (int64_t e = 0; e <= ph; ++e) yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
-      // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
-      colv.resize(nrows * (pw + 1) * C);
-      for (int64_t r = 0; r < nrows; ++r) {
-        const T* f = image + (i0 + r) * width * C;
-        for (int64_t e = 0; e <= pw; ++e) {
-          two_taps(colv.data() + (r * (pw + 1) + e) * C, f + xt[e].j0 * C, xt[e].w0,
-                   f + xt[e].j1 * C, xt[e].w1, C);
+    std::vector<T> gl(bins * kGroup), gout(bins);  // grad block as (PH, PW, 16); sum_c grad * out
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / groups, group = item % groups, c0 = group * kGroup;
+      const int64_t nc = std::min(kGroup, C - c0);
+      if (rois_of[n].empty()) continue;
+      block_to_channels_last(input + (n * C + c0) * hw, nc, hw, slice.data(), nc);
+      for (const int64_t m : rois_of[n]) {
+        const RoiGeometry<T>& g = geo[m];
+        const T* gm = grad + (m * C + c0) * bins;
+        const T* om = output + (m * C + c0) * bins;
+        std::fill(gout.begin(), gout.end(), T(0));
+        for (int64_t c = 0; c < nc; ++c) {
+          for (int64_t b = 0; b < bins; ++b) gout[b] += gm[c * bins + b] * om[c * bins + b];
         }
-      }
-      // vert[p][e][c] = integral of f(x_e, y) over bin row p.
-      vert.resize(ph * (pw + 1) * C);
-      for (int64_t p = 0; p < ph; ++p) {
-        const int64_t k = m * ph + p;
-        weighted_sum<false>(
-            vert.data() + p * (pw + 1) * C, colv.data() + first_tap(wy, k, i0) * (pw + 1) * C,
-            (pw + 1) * C, wy.weights(m, p), wy.n[k], (pw + 1) * C);
-      }
-      // rowv[j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
-      rowv.resize(ncols * C);
-      horz.resize((ph + 1) * pw * C);
-      for (int64_t e = 0; e <= ph; ++e) {
-        two_taps(rowv.data(), image + (yt[e].j0 * width + j0) * C, yt[e].w0,
-                 image + (yt[e].j1 * width + j0) * C, yt[e].w1, ncols * C);
-        for (int64_t q = 0; q < pw; ++q) {
-          const int64_t k = m * pw + q;
+        block_to_channels_last(gm, nc, bins, gl.data(), nc);
+        const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+        const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
+        for (int64_t e = 0; e <= pw; ++e) xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
+        for (int64_t e = 0; e <= ph; ++e) yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
+        // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
+        colv.resize(nrows * (pw + 1) * nc);
+        for (int64_t r = 0; r < nrows; ++r) {
+          const T* f = slice.data() + (i0 + r) * width * nc;
+          for (int64_t e = 0; e <= pw; ++e) {
+            two_taps(colv.data() + (r * (pw + 1) + e) * nc, f + xt[e].j0 * nc, xt[e].w0,
+                     f + xt[e].j1 * nc, xt[e].w1, nc);
+          }
+        }
+        // vert[p][e][c] = integral of f(x_e, y) over bin row p.
+        vert.resize(ph * (pw + 1) * nc);
+        for (int64_t p = 0; p < ph; ++p) {
+          const int64_t k = m * ph + p;
           weighted_sum<false>(
-              horz.data() + (e * pw + q) * C, rowv.data() + first_tap(wx, k, j0) * C, C,
-              wx.weights(m, q), wx.n[k], C);
+              vert.data() + p * (pw + 1) * nc,
+              colv.data() + first_tap(wy, k, i0) * (pw + 1) * nc, (pw + 1) * nc,
+              wy.weights(m, p), wy.n[k], (pw + 1) * nc);
         }
-      }
-      std::fill(dax.begin(), dax.end(), T(0));
-      std::fill(dbx.begin(), dbx.end(), T(0));
-      std::fill(day.begin(), day.end(), T(0));
-      std::fill(dby.begin(), dby.end(), T(0));
-      for (int64_t p = 0; p < ph; ++p) {
-        for (int64_t q = 0; q < pw; ++q) {
-          const T* left = vert.data() + (p * (pw + 1) + q) * C;
-          T line[4];  // sum_c grad * (left, right, top, bottom)
-          dot4(gl.data() + (p * pw + q) * C, left, left + C, horz.data() + (p * pw + q) * C,
-               horz.data() + ((p + 1) * pw + q) * C, C, line);
-          const EdgeGrads<T> d = bin_edge_grads(
-              gout[p * pw + q], line[0], line[1], line[2], line[3], g.bw, g.bh, g.inv_area);
-          dax[q] += d.ax;
-          dbx[q] += d.bx;
-          day[p] += d.ay;
-          dby[p] += d.by;
+        // rowv[j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
+        rowv.resize(ncols * nc);
+        horz.resize((ph + 1) * pw * nc);
+        for (int64_t e = 0; e <= ph; ++e) {
+          two_taps(rowv.data(), slice.data() + (yt[e].j0 * width + j0) * nc, yt[e].w0,
+                   slice.data() + (yt[e].j1 * width + j0) * nc, yt[e].w1, ncols * nc);
+          for (int64_t q = 0; q < pw; ++q) {
+            const int64_t k = m * pw + q;
+            weighted_sum<false, kGroup / simd::kLanes<T>>(
+                horz.data() + (e * pw + q) * nc, rowv.data() + first_tap(wx, k, j0) * nc, nc,
+                wx.weights(m, q), wx.n[k], nc);
+          }
         }
-      }
-      T d1 = T(0), d2 = T(0), d3 = T(0), d4 = T(0);
-      for (int64_t q = 0; q < pw; ++q) edges_to_corners(dax[q], dbx[q], q, pw, &d1, &d3);
-      for (int64_t p = 0; p < ph; ++p) edges_to_corners(day[p], dby[p], p, ph, &d2, &d4);
-      dr[1] = d1 * scale;
-      dr[2] = d2 * scale;
-      dr[3] = d3 * scale;
-      dr[4] = d4 * scale;
-    }
-  });
-}
-
-// dst[b][j][i] = src[b][i][j] for `batch` row-major (rows x cols) matrices, in 32 x 32 tiles
-// (both sides then touch whole cache lines; a plain strided copy misses on every element).
-template <typename T>
-void transpose_batched(const T* src, T* dst, int64_t batch, int64_t rows, int64_t cols) {
-  constexpr int64_t kTile = 32;
-  const int64_t row_tiles = (rows + kTile - 1) / kTile;
-  const int64_t col_tiles = (cols + kTile - 1) / kTile;
-  at::parallel_for(0, batch * row_tiles * col_tiles, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      // destination-major order: each thread writes (and first touches) one contiguous range
-      const int64_t b = t / (row_tiles * col_tiles);
-      const int64_t j0 = (t / row_tiles % col_tiles) * kTile;
-      const int64_t i0 = (t % row_tiles) * kTile;
-      const int64_t i1 = std::min(rows, i0 + kTile), j1 = std::min(cols, j0 + kTile);
-      const T* s = src + b * rows * cols;
-      T* d = dst + b * rows * cols;
-      for (int64_t j = j0; j < j1; ++j) {
-        for (int64_t i = i0; i < i1; ++i) d[j * rows + i] = s[i * cols + j];
+        std::fill(dax.begin(), dax.end(), T(0));
+        std::fill(dbx.begin(), dbx.end(), T(0));
+        std::fill(day.begin(), day.end(), T(0));
+        std::fill(dby.begin(), dby.end(), T(0));
+        for (int64_t p = 0; p < ph; ++p) {
+          for (int64_t q = 0; q < pw; ++q) {
+            const T* left = vert.data() + (p * (pw + 1) + q) * nc;
+            T line[4];  // sum_c grad * (left, right, top, bottom)
+            dot4(gl.data() + (p * pw + q) * nc, left, left + nc,
+                 horz.data() + (p * pw + q) * nc, horz.data() + ((p + 1) * pw + q) * nc, nc,
+                 line);
+            const EdgeGrads<T> d = bin_edge_grads(
+                gout[p * pw + q], line[0], line[1], line[2], line[3], g.bw, g.bh, g.inv_area);
+            dax[q] += d.ax;
+            dbx[q] += d.bx;
+            day[p] += d.ay;
+            dby[p] += d.by;
+          }
+        }
+        T* pr = part.data() + (m * groups + group) * 4;
+        for (int64_t q = 0; q < pw; ++q) edges_to_corners(dax[q], dbx[q], q, pw, &pr[0], &pr[2]);
+        for (int64_t p = 0; p < ph; ++p) edges_to_corners(day[p], dby[p], p, ph, &pr[1], &pr[3]);
       }
     }
   });
+  for (int64_t m = 0; m < num_rois; ++m) {
+    T d[4] = {T(0), T(0), T(0), T(0)};
+    for (int64_t group = 0; group < groups; ++group) {
+      for (int64_t k = 0; k < 4; ++k) d[k] += part[(m * groups + group) * 4 + k];
+    }
+    for (int64_t k = 0; k < 4; ++k) grad_rois[5 * m + 1 + k] = d[k] * scale;
+  }
 }
 
-// at::empty for the map-sized workspaces (a feature map and its gradient in the other layout,
-// tens of MB each). Fresh allocations of that size are new pages, and faulting them in 4 KiB at a
-// time cost as much as the transpose that fills them; on Linux the 2 MiB-aligned interior is
+// at::empty for the large results (the pooled features and the input gradient, tens of MB each).
+// Fresh allocations of that size are new pages, and faulting them in 4 KiB at a time costs about
+// as much as the writes that fill them; on Linux the 2 MiB-aligned interior is
 // marked for transparent huge pages before first touch (what torch's THP_MEM_ALLOC_ENABLE does
 // for every allocation). Elsewhere, or when THP is off, this is plain at::empty.
 at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) {
@@ -507,20 +497,6 @@ at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) 
   }
 #endif
   return t;
-}
-
-// (K, C, PH, PW) or (N, C, H, W) -> a contiguous channels-last (K, PH, PW, C) / (N, H, W, C)
-// tensor: free if the input already is channels-last, else a tiled transpose.
-at::Tensor channels_last(const at::Tensor& t) {
-  at::Tensor nhwc = t.permute({0, 2, 3, 1});
-  if (nhwc.is_contiguous()) return nhwc;
-  const at::Tensor src = t.contiguous();
-  at::Tensor out = empty_large(nhwc.sizes(), t.options());
-  const int64_t n = t.size(0), c = t.size(1), hw = t.size(2) * t.size(3);
-  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "prroi_channels_last", [&] {
-    transpose_batched<scalar_t>(src.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, c, hw);
-  });
-  return out;
 }
 
 at::Tensor prroi_pool_forward_cpu(
@@ -563,7 +539,7 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
             grad_rois};
   }
   // The map itself and the output are read only by the box gradient.
-  const at::Tensor in = rois_grad ? channels_last(input) : input, r = rois.contiguous();
+  const at::Tensor in = rois_grad ? input.contiguous() : input, r = rois.contiguous();
   const at::Tensor g = grad.contiguous(), out = rois_grad ? output.contiguous() : output;
   // Every value of grad_in is written by input_grad_impl.
   at::Tensor grad_in = input_grad ? empty_large(input.sizes(), input.options()) : no_input_grad;
@@ -582,8 +558,8 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
     if (rois_grad) {
       rois_grad_impl<T>(
           g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
-          grad_rois.data_ptr<T>(), channels, input.size(2), input.size(3), scale, pooled_height,
-          pooled_width);
+          grad_rois.data_ptr<T>(), input.size(0), channels, input.size(2), input.size(3), scale,
+          pooled_height, pooled_width);
     }
   });
   return {grad_in, grad_rois};
