@@ -19,7 +19,7 @@ from d2_boxunc.layers import prroi_pool
 from d2_boxunc.layers._reference import prroi_pool as reference_prroi_pool
 
 IMAGE_H, IMAGE_W = 800, 1088
-NUM_ROIS, REF_ROIS, OUT = 512, 16, 7
+NUM_ROIS, REF_ROIS, OUT = 512, 64, 7
 # (stride, range of sqrt(box area) in pixels that detectron2 assigns to that level)
 LEVELS = [(4, (32.0, 112.0)), (8, (112.0, 224.0))]
 RESULTS = os.path.join(

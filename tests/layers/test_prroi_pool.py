@@ -91,8 +91,9 @@ def test_kernel_matches_reference(dtype, rtol, aligned):
     "layout", ["contiguous", "channels_last", "strided"], ids=lambda v: v
 )
 def test_memory_layouts_agree_with_reference(layout):
-    """The kernels run on channels-last copies made by tiled transposes (32 x 32 tiles): sizes
-    that leave partial tiles, a channels-last input (no copy) and a non-contiguous view agree."""
+    """The CPU kernels work per image on (H, W, 16) slices of 16-channel groups, made by 4 x 4
+    transposes in 16 x 16 tiles: 35 channels leave a partial group, 37 x 45 maps partial tiles;
+    a channels-last input and a non-contiguous view agree too."""
     torch.manual_seed(0)
     base = torch.randn(2, 70, 37, 45, dtype=torch.float64)
     x = {
@@ -111,6 +112,32 @@ def test_memory_layouts_agree_with_reference(layout):
 
     for a, e in zip(run(prroi_pool), run(reference)):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """Work items are (image, channel group) and d/d rois sums the groups in a fixed order, so
+    every output and gradient is bit-identical whatever the number of threads."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 35, 23, 29)
+    rois = _random_rois(50, 2, 23, 29, 0.5, torch.float32)
+    grad = torch.randn(50, 35, 7, 7)
+
+    def run():
+        xi, r = x.clone().requires_grad_(), rois.clone().requires_grad_()
+        out = prroi_pool(xi, r, 7, 0.5)
+        return (out, *torch.autograd.grad(out, (xi, r), grad))
+
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(run())
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
