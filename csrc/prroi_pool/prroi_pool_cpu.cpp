@@ -274,12 +274,30 @@ std::vector<std::vector<int64_t>> rois_by_image(
 // which overlap, reuse the slice from cache instead of reading the whole (H, W, C) map.
 constexpr int64_t kGroup = 16;
 
+// The map samples of one work item: sample (i, j), channel c0 + c is at data[(i * W + j) * step + c].
+// A channels-last input is read in place (step C); an NCHW one is first transposed into `slice`.
+template <typename T>
+struct GroupMap {
+  const T* data;
+  int64_t step;
+};
+
+template <typename T>
+GroupMap<T> group_map(
+    const T* input, bool channels_last, int64_t n, int64_t c0, int64_t nc, int64_t channels,
+    int64_t hw, std::vector<T>* slice) {
+  if (channels_last) return {input + n * hw * channels + c0, channels};
+  slice->resize(hw * kGroup);
+  block_to_channels_last(input + (n * channels + c0) * hw, nc, hw, slice->data(), nc);
+  return {slice->data(), nc};
+}
+
 // Forward. Per RoI and group, the pooled (PH, PW, 16) block is written out as (16, PH, PW).
 template <typename T>
 void forward_impl(
-    const T* input, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
-    const AxisWeights<T>& wy, T* output, int64_t batch, int64_t channels, int64_t height,
-    int64_t width, int64_t ph, int64_t pw) {
+    const T* input, bool channels_last, const std::vector<RoiGeometry<T>>& geo,
+    const AxisWeights<T>& wx, const AxisWeights<T>& wy, T* output, int64_t batch,
+    int64_t channels, int64_t height, int64_t width, int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
   const int64_t C = channels, bins = ph * pw, hw = height * width;
   const int64_t groups = (C + kGroup - 1) / kGroup;
@@ -292,23 +310,23 @@ void forward_impl(
     if (!pools[m]) std::fill(output + m * C * bins, output + (m + 1) * C * bins, T(0));
   }
   at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> slice(hw * kGroup), rows, acc(bins * kGroup);
+    std::vector<T> slice, rows, acc(bins * kGroup);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / groups, c0 = (item % groups) * kGroup;
       const int64_t nc = std::min(kGroup, C - c0);
       if (rois_of[n].empty()) continue;
-      block_to_channels_last(input + (n * C + c0) * hw, nc, hw, slice.data(), nc);
+      const GroupMap<T> map = group_map(input, channels_last, n, c0, nc, C, hw, &slice);
       for (const int64_t m : rois_of[n]) {
         const RoiGeometry<T>& g = geo[m];
         const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
         // rows[r][q][c] = sum_j F[i0 + r, j, c] Kx[q][j]
         rows.resize(nrows * pw * nc);
         for (int64_t r = 0; r < nrows; ++r) {
-          const T* f = slice.data() + (i0 + r) * width * nc;
+          const T* f = map.data + (i0 + r) * width * map.step;
           for (int64_t q = 0; q < pw; ++q) {
             const int64_t k = m * pw + q;
             weighted_sum<false, kGroup / simd::kLanes<T>>(
-                rows.data() + (r * pw + q) * nc, f + first_tap(wx, k, 0) * nc, nc,
+                rows.data() + (r * pw + q) * nc, f + first_tap(wx, k, 0) * map.step, map.step,
                 wx.weights(m, q), wx.n[k], nc);
           }
         }
@@ -384,8 +402,9 @@ void input_grad_impl(
 // in that layout, and the grad block is transposed in cache for the rest.
 template <typename T>
 void rois_grad_impl(
-    const T* grad, const T* input, const T* output, const std::vector<RoiGeometry<T>>& geo,
-    const AxisWeights<T>& wx, const AxisWeights<T>& wy, T* grad_rois, int64_t batch,
+    const T* grad, const T* input, bool channels_last, const T* output,
+    const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx, const AxisWeights<T>& wy,
+    T* grad_rois, int64_t batch,
     int64_t channels, int64_t height, int64_t width, T scale, int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
   const int64_t C = channels, bins = ph * pw, hw = height * width;
@@ -393,7 +412,7 @@ void rois_grad_impl(
   const auto rois_of = rois_by_image(geo, wx, wy, batch);
   std::vector<T> part(num_rois * groups * 4, T(0));
   at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> slice(hw * kGroup), colv, rowv, vert, horz;
+    std::vector<T> slice, colv, rowv, vert, horz;
     std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
     std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
     std::vector<T> gl(bins * kGroup), gout(bins);  // grad block as (PH, PW, 16); sum_c grad * out
@@ -401,7 +420,8 @@ void rois_grad_impl(
       const int64_t n = item / groups, group = item % groups, c0 = group * kGroup;
       const int64_t nc = std::min(kGroup, C - c0);
       if (rois_of[n].empty()) continue;
-      block_to_channels_last(input + (n * C + c0) * hw, nc, hw, slice.data(), nc);
+      const GroupMap<T> map = group_map(input, channels_last, n, c0, nc, C, hw, &slice);
+      const int64_t ss = map.step;
       for (const int64_t m : rois_of[n]) {
         const RoiGeometry<T>& g = geo[m];
         const T* gm = grad + (m * C + c0) * bins;
@@ -418,10 +438,10 @@ void rois_grad_impl(
         // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
         colv.resize(nrows * (pw + 1) * nc);
         for (int64_t r = 0; r < nrows; ++r) {
-          const T* f = slice.data() + (i0 + r) * width * nc;
+          const T* f = map.data + (i0 + r) * width * ss;
           for (int64_t e = 0; e <= pw; ++e) {
-            two_taps(colv.data() + (r * (pw + 1) + e) * nc, f + xt[e].j0 * nc, xt[e].w0,
-                     f + xt[e].j1 * nc, xt[e].w1, nc);
+            two_taps(colv.data() + (r * (pw + 1) + e) * nc, f + xt[e].j0 * ss, xt[e].w0,
+                     f + xt[e].j1 * ss, xt[e].w1, nc);
           }
         }
         // vert[p][e][c] = integral of f(x_e, y) over bin row p.
@@ -437,8 +457,11 @@ void rois_grad_impl(
         rowv.resize(ncols * nc);
         horz.resize((ph + 1) * pw * nc);
         for (int64_t e = 0; e <= ph; ++e) {
-          two_taps(rowv.data(), slice.data() + (yt[e].j0 * width + j0) * nc, yt[e].w0,
-                   slice.data() + (yt[e].j1 * width + j0) * nc, yt[e].w1, ncols * nc);
+          const T* r0 = map.data + (yt[e].j0 * width + j0) * ss;
+          const T* r1 = map.data + (yt[e].j1 * width + j0) * ss;
+          for (int64_t j = 0; j < ncols; ++j) {
+            two_taps(rowv.data() + j * nc, r0 + j * ss, yt[e].w0, r1 + j * ss, yt[e].w1, nc);
+          }
           for (int64_t q = 0; q < pw; ++q) {
             const int64_t k = m * pw + q;
             weighted_sum<false, kGroup / simd::kLanes<T>>(
@@ -499,6 +522,11 @@ at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) 
   return t;
 }
 
+// True for a dense channels-last (N, H, W, C) layout, which the kernels read in place.
+bool is_channels_last(const at::Tensor& t) {
+  return t.permute({0, 2, 3, 1}).is_contiguous();
+}
+
 at::Tensor prroi_pool_forward_cpu(
     const at::Tensor& input, const at::Tensor& rois, double spatial_scale, int64_t pooled_height,
     int64_t pooled_width, bool aligned) {
@@ -507,7 +535,8 @@ at::Tensor prroi_pool_forward_cpu(
   if (num_rois == 0 || input.numel() == 0) {
     return at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
   }
-  const at::Tensor in = input.contiguous(), r = rois.contiguous();
+  const bool nhwc = is_channels_last(input);
+  const at::Tensor in = nhwc ? input : input.contiguous(), r = rois.contiguous();
   at::Tensor out = empty_large({num_rois, channels, pooled_height, pooled_width}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_forward_cpu", [&] {
     using T = scalar_t;
@@ -517,7 +546,7 @@ at::Tensor prroi_pool_forward_cpu(
     const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
     const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
     forward_impl<T>(
-        in.data_ptr<T>(), geo, wx, wy, out.data_ptr<T>(), input.size(0), channels, input.size(2),
+        in.data_ptr<T>(), nhwc, geo, wx, wy, out.data_ptr<T>(), input.size(0), channels, input.size(2),
         input.size(3), pooled_height, pooled_width);
   });
   return out;
@@ -539,7 +568,8 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
             grad_rois};
   }
   // The map itself and the output are read only by the box gradient.
-  const at::Tensor in = rois_grad ? input.contiguous() : input, r = rois.contiguous();
+  const bool nhwc = is_channels_last(input);
+  const at::Tensor in = rois_grad && !nhwc ? input.contiguous() : input, r = rois.contiguous();
   const at::Tensor g = grad.contiguous(), out = rois_grad ? output.contiguous() : output;
   // Every value of grad_in is written by input_grad_impl.
   at::Tensor grad_in = input_grad ? empty_large(input.sizes(), input.options()) : no_input_grad;
@@ -557,7 +587,7 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
     }
     if (rois_grad) {
       rois_grad_impl<T>(
-          g.data_ptr<T>(), in.data_ptr<T>(), out.data_ptr<T>(), geo, wx, wy,
+          g.data_ptr<T>(), in.data_ptr<T>(), nhwc, out.data_ptr<T>(), geo, wx, wy,
           grad_rois.data_ptr<T>(), input.size(0), channels, input.size(2), input.size(3), scale,
           pooled_height, pooled_width);
     }
