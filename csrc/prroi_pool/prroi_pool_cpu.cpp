@@ -121,10 +121,10 @@ inline void transpose(
   }
 }
 
-// One RoI's (channels, bins) block of a (K, C, PH, PW) tensor -> (bins, channels), rows ld apart.
+// A (channels, bins) block, e.g. one RoI's of a (K, C, PH, PW) tensor -> (bins, channels).
 template <typename T>
-inline void block_to_channels_last(const T* src, int64_t nc, int64_t bins, T* dst, int64_t ld) {
-  transpose(src, nc, bins, bins, dst, ld);
+inline void block_to_channels_last(const T* src, int64_t nc, int64_t bins, T* dst) {
+  transpose(src, nc, bins, bins, dst, nc);
 }
 
 // The inverse, (bins, channels) -> (channels, bins).
@@ -254,6 +254,14 @@ inline void dot4(
   out[3] = rd;
 }
 
+// Whether RoI m pools anything: a valid bin geometry that meets the map along both axes.
+template <typename T>
+inline bool pools_something(
+    const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx, const AxisWeights<T>& wy,
+    int64_t m) {
+  return geo[m].valid && wy.last[m] >= wy.first[m] && wx.last[m] >= wx.first[m];
+}
+
 // The RoIs of each image that pool something, in input order.
 template <typename T>
 std::vector<std::vector<int64_t>> rois_by_image(
@@ -261,9 +269,7 @@ std::vector<std::vector<int64_t>> rois_by_image(
     int64_t batch) {
   std::vector<std::vector<int64_t>> rois_of(batch);
   for (int64_t m = 0; m < static_cast<int64_t>(geo.size()); ++m) {
-    if (geo[m].valid && wy.last[m] >= wy.first[m] && wx.last[m] >= wx.first[m]) {
-      rois_of[geo[m].batch].push_back(m);
-    }
+    if (pools_something(geo, wx, wy, m)) rois_of[geo[m].batch].push_back(m);
   }
   return rois_of;
 }
@@ -273,6 +279,10 @@ std::vector<std::vector<int64_t>> rois_by_image(
 // sample read or written is then a short contiguous channel vector, and the RoIs of the image,
 // which overlap, reuse the slice from cache instead of reading the whole (H, W, C) map.
 constexpr int64_t kGroup = 16;
+
+// SIMD registers that hold one sample's kGroup channels (weighted_sum's block for them).
+template <typename T>
+constexpr int64_t kGroupRegs = kGroup / simd::kLanes<T>;
 
 // The map samples of one work item: sample (i, j), channel c0 + c is at data[(i * W + j) * step + c].
 // A channels-last input is read in place (step C); an NCHW one is first transposed into `slice`.
@@ -288,7 +298,7 @@ GroupMap<T> group_map(
     int64_t hw, std::vector<T>* slice) {
   if (channels_last) return {input + n * hw * channels + c0, channels};
   slice->resize(hw * kGroup);
-  block_to_channels_last(input + (n * channels + c0) * hw, nc, hw, slice->data(), nc);
+  block_to_channels_last(input + (n * channels + c0) * hw, nc, hw, slice->data());
   return {slice->data(), nc};
 }
 
@@ -302,12 +312,10 @@ void forward_impl(
   const int64_t C = channels, bins = ph * pw, hw = height * width;
   const int64_t groups = (C + kGroup - 1) / kGroup;
   const auto rois_of = rois_by_image(geo, wx, wy, batch);
-  std::vector<char> pools(num_rois, 0);
-  for (const auto& list : rois_of) {
-    for (const int64_t m : list) pools[m] = 1;
-  }
   for (int64_t m = 0; m < num_rois; ++m) {
-    if (!pools[m]) std::fill(output + m * C * bins, output + (m + 1) * C * bins, T(0));
+    if (!pools_something(geo, wx, wy, m)) {
+      std::fill(output + m * C * bins, output + (m + 1) * C * bins, T(0));
+    }
   }
   at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> slice, rows, acc(bins * kGroup);
@@ -325,7 +333,7 @@ void forward_impl(
           const T* f = map.data + (i0 + r) * width * map.step;
           for (int64_t q = 0; q < pw; ++q) {
             const int64_t k = m * pw + q;
-            weighted_sum<false, kGroup / simd::kLanes<T>>(
+            weighted_sum<false, kGroupRegs<T>>(
                 rows.data() + (r * pw + q) * nc, f + first_tap(wx, k, 0) * map.step, map.step,
                 wx.weights(m, q), wx.n[k], nc);
           }
@@ -343,157 +351,173 @@ void forward_impl(
   });
 }
 
-// d loss / d input, written straight into the (N, C, H, W) gradient: each work item sums its
-// image's RoIs into a zeroed slice, then writes the slice out as 16 planes. Per RoI, its grad
-// block for the group is transposed in cache to (PH, PW, 16); each output row gathers the bin
-// rows that cover it, then each map sample the bin columns that cover it, so every value is
+// Adds RoI m's share of d loss / d input for one group into `dmap`, the group's (H, W, nc)
+// gradient. `gl` is the RoI's grad block as (PH, PW, nc). Gather form: each output row sums the
+// bin rows that cover it, then each map sample the bin columns that cover it, so every value is
 // written once per RoI.
 template <typename T>
-void input_grad_impl(
-    const T* grad, const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx,
-    const AxisWeights<T>& wy, T* grad_input, int64_t batch, int64_t channels, int64_t height,
-    int64_t width, int64_t ph, int64_t pw) {
-  const int64_t num_rois = static_cast<int64_t>(geo.size());
-  const int64_t C = channels, bins = ph * pw, hw = height * width;
-  const int64_t groups = (C + kGroup - 1) / kGroup;
-  const AxisSamples<T> sy = axis_samples(wy, num_rois), sx = axis_samples(wx, num_rois);
-  const auto rois_of = rois_by_image(geo, wx, wy, batch);
-  at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> slice(hw * kGroup), rows, gl(bins * kGroup);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / groups, c0 = (item % groups) * kGroup;
-      const int64_t nc = std::min(kGroup, C - c0);
-      std::fill(slice.begin(), slice.begin() + hw * nc, T(0));
-      for (const int64_t m : rois_of[n]) {
-        const RoiGeometry<T>& g = geo[m];
-        block_to_channels_last(grad + (m * C + c0) * bins, nc, bins, gl.data(), nc);
-        const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
-        const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
-        // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
-        rows.resize(nrows * pw * nc);
-        for (int64_t r = 0; r < nrows; ++r) {
-          const int64_t i = sy.off[m] + r, p0 = sy.begin[i];
-          weighted_sum<false>(
-              rows.data() + r * pw * nc, gl.data() + p0 * pw * nc, pw * nc,
-              sy.dense.data() + i * ph + p0, sy.count[i], pw * nc, g.inv_area);
-        }
-        // dF[i0 + r][j0 + s][c] += sum_q rows[r][q][c] Kx[q][j0 + s]
-        for (int64_t r = 0; r < nrows; ++r) {
-          T* d = slice.data() + ((i0 + r) * width + j0) * nc;
-          const T* u = rows.data() + r * pw * nc;
-          for (int64_t s = 0; s < ncols; ++s) {
-            const int64_t i = sx.off[m] + s, q0 = sx.begin[i];
-            weighted_sum<true, kGroup / simd::kLanes<T>>(
-                d + s * nc, u + q0 * nc, nc, sx.dense.data() + i * pw + q0, sx.count[i], nc);
-          }
-        }
-      }
-      block_to_channels_first(slice.data(), nc, hw, grad_input + (n * C + c0) * hw);
+void add_input_grad(
+    const T* gl, int64_t m, const RoiGeometry<T>& g, const AxisWeights<T>& wx,
+    const AxisWeights<T>& wy, const AxisSamples<T>& sx, const AxisSamples<T>& sy, int64_t nc,
+    int64_t width, int64_t ph, int64_t pw, T* dmap, std::vector<T>* rows) {
+  const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+  const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
+  // rows[r][q][c] = sum_p Ky[p][i0 + r] g[p][q][c] / area
+  rows->resize(nrows * pw * nc);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const int64_t i = sy.off[m] + r, p0 = sy.begin[i];
+    weighted_sum<false>(
+        rows->data() + r * pw * nc, gl + p0 * pw * nc, pw * nc, sy.dense.data() + i * ph + p0,
+        sy.count[i], pw * nc, g.inv_area);
+  }
+  // dF[i0 + r][j0 + s][c] += sum_q rows[r][q][c] Kx[q][j0 + s]
+  for (int64_t r = 0; r < nrows; ++r) {
+    T* d = dmap + ((i0 + r) * width + j0) * nc;
+    const T* u = rows->data() + r * pw * nc;
+    for (int64_t s = 0; s < ncols; ++s) {
+      const int64_t i = sx.off[m] + s, q0 = sx.begin[i];
+      weighted_sum<true, kGroupRegs<T>>(
+          d + s * nc, u + q0 * nc, nc, sx.dense.data() + i * pw + q0, sx.count[i], nc);
     }
-  });
+  }
 }
 
-// d loss / d rois (spec §2.3). Each work item adds the corner gradients of its 16 channels into
-// part[(m * groups + group) * 4 + k]; the groups are summed in order afterwards, so the result
-// does not depend on the thread count. The line integrals along the PW+1 vertical and PH+1
-// horizontal bin edges are shared by adjacent bins. bin_edge_grads is linear in (out, left,
-// right, top, bottom), so it is applied once per bin to their dot products with the bin's grad
-// over the group's channels. `grad` and `output` are (K, C, PH, PW): sum_c grad * output is taken
-// in that layout, and the grad block is transposed in cache for the rest.
+// Buffers of add_box_grad, reused across the RoIs of a work item.
 template <typename T>
-void rois_grad_impl(
+struct BoxGradScratch {
+  std::vector<T> colv, rowv, vert, horz, gout, dax, dbx, day, dby;
+  std::vector<Taps<T>> xt, yt;
+};
+
+// Adds RoI m's corner gradients (x1, y1, x2, y2; spec §2.3) from one group's channels to pr[0..3].
+// `gl` is the grad block as (PH, PW, nc); `gm` and `om` are the grad and output blocks as
+// (nc, PH, PW), in which sum_c grad * output is taken. The line integrals along the PW+1 vertical
+// and PH+1 horizontal bin edges are shared by adjacent bins. bin_edge_grads is linear in (out,
+// left, right, top, bottom), so it is applied once per bin to their dot products with the bin's
+// grad over the channels.
+template <typename T>
+void add_box_grad(
+    const T* gl, const T* gm, const T* om, int64_t m, const RoiGeometry<T>& g,
+    const AxisWeights<T>& wx, const AxisWeights<T>& wy, const GroupMap<T>& map, int64_t nc,
+    int64_t height, int64_t width, int64_t ph, int64_t pw, T* pr, BoxGradScratch<T>* s) {
+  const int64_t bins = ph * pw, ss = map.step;
+  s->gout.assign(bins, T(0));
+  for (int64_t c = 0; c < nc; ++c) {
+    for (int64_t b = 0; b < bins; ++b) s->gout[b] += gm[c * bins + b] * om[c * bins + b];
+  }
+  const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
+  const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
+  s->xt.resize(pw + 1);
+  s->yt.resize(ph + 1);
+  for (int64_t e = 0; e <= pw; ++e) s->xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
+  for (int64_t e = 0; e <= ph; ++e) s->yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
+  // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
+  s->colv.resize(nrows * (pw + 1) * nc);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* f = map.data + (i0 + r) * width * ss;
+    for (int64_t e = 0; e <= pw; ++e) {
+      const Taps<T>& t = s->xt[e];
+      two_taps(s->colv.data() + (r * (pw + 1) + e) * nc, f + t.j0 * ss, t.w0, f + t.j1 * ss, t.w1,
+               nc);
+    }
+  }
+  // vert[p][e][c] = integral of f(x_e, y) over bin row p.
+  s->vert.resize(ph * (pw + 1) * nc);
+  for (int64_t p = 0; p < ph; ++p) {
+    const int64_t k = m * ph + p;
+    weighted_sum<false>(
+        s->vert.data() + p * (pw + 1) * nc, s->colv.data() + first_tap(wy, k, i0) * (pw + 1) * nc,
+        (pw + 1) * nc, wy.weights(m, p), wy.n[k], (pw + 1) * nc);
+  }
+  // rowv[j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
+  s->rowv.resize(ncols * nc);
+  s->horz.resize((ph + 1) * pw * nc);
+  for (int64_t e = 0; e <= ph; ++e) {
+    const Taps<T>& t = s->yt[e];
+    const T* r0 = map.data + (t.j0 * width + j0) * ss;
+    const T* r1 = map.data + (t.j1 * width + j0) * ss;
+    for (int64_t j = 0; j < ncols; ++j) {
+      two_taps(s->rowv.data() + j * nc, r0 + j * ss, t.w0, r1 + j * ss, t.w1, nc);
+    }
+    for (int64_t q = 0; q < pw; ++q) {
+      const int64_t k = m * pw + q;
+      weighted_sum<false, kGroupRegs<T>>(
+          s->horz.data() + (e * pw + q) * nc, s->rowv.data() + first_tap(wx, k, j0) * nc, nc,
+          wx.weights(m, q), wx.n[k], nc);
+    }
+  }
+  s->dax.assign(pw, T(0));
+  s->dbx.assign(pw, T(0));
+  s->day.assign(ph, T(0));
+  s->dby.assign(ph, T(0));
+  for (int64_t p = 0; p < ph; ++p) {
+    for (int64_t q = 0; q < pw; ++q) {
+      const T* left = s->vert.data() + (p * (pw + 1) + q) * nc;
+      T line[4];  // sum_c grad * (left, right, top, bottom)
+      dot4(gl + (p * pw + q) * nc, left, left + nc, s->horz.data() + (p * pw + q) * nc,
+           s->horz.data() + ((p + 1) * pw + q) * nc, nc, line);
+      const EdgeGrads<T> d = bin_edge_grads(
+          s->gout[p * pw + q], line[0], line[1], line[2], line[3], g.bw, g.bh, g.inv_area);
+      s->dax[q] += d.ax;
+      s->dbx[q] += d.bx;
+      s->day[p] += d.ay;
+      s->dby[p] += d.by;
+    }
+  }
+  for (int64_t q = 0; q < pw; ++q) edges_to_corners(s->dax[q], s->dbx[q], q, pw, &pr[0], &pr[2]);
+  for (int64_t p = 0; p < ph; ++p) edges_to_corners(s->day[p], s->dby[p], p, ph, &pr[1], &pr[3]);
+}
+
+// Backward: d loss / d input into the (N, C, H, W) `grad_input` and d loss / d rois into
+// `grad_rois` (K, 5), each skipped when null. Per work item, each RoI's grad block is transposed
+// once for both. The input gradient of an item is summed in a zeroed (H, W, 16) slice, then
+// written out as 16 planes. The box gradient of each (RoI, group) goes to
+// part[(m * groups + group) * 4 + k], and the groups are summed in order afterwards, so no result
+// depends on the thread count.
+template <typename T>
+void backward_impl(
     const T* grad, const T* input, bool channels_last, const T* output,
     const std::vector<RoiGeometry<T>>& geo, const AxisWeights<T>& wx, const AxisWeights<T>& wy,
-    T* grad_rois, int64_t batch,
-    int64_t channels, int64_t height, int64_t width, T scale, int64_t ph, int64_t pw) {
+    T* grad_input, T* grad_rois, int64_t batch, int64_t channels, int64_t height, int64_t width,
+    T scale, int64_t ph, int64_t pw) {
   const int64_t num_rois = static_cast<int64_t>(geo.size());
   const int64_t C = channels, bins = ph * pw, hw = height * width;
   const int64_t groups = (C + kGroup - 1) / kGroup;
   const auto rois_of = rois_by_image(geo, wx, wy, batch);
-  std::vector<T> part(num_rois * groups * 4, T(0));
+  AxisSamples<T> sx, sy;
+  if (grad_input) {
+    sx = axis_samples(wx, num_rois);
+    sy = axis_samples(wy, num_rois);
+  }
+  std::vector<T> part(grad_rois ? num_rois * groups * 4 : 0, T(0));
   at::parallel_for(0, batch * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> slice, colv, rowv, vert, horz;
-    std::vector<T> dax(pw), dbx(pw), day(ph), dby(ph);
-    std::vector<Taps<T>> xt(pw + 1), yt(ph + 1);
-    std::vector<T> gl(bins * kGroup), gout(bins);  // grad block as (PH, PW, 16); sum_c grad * out
+    std::vector<T> map_slice, dmap(grad_input ? hw * kGroup : 0), gl(bins * kGroup), rows;
+    BoxGradScratch<T> scratch;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / groups, group = item % groups, c0 = group * kGroup;
       const int64_t nc = std::min(kGroup, C - c0);
-      if (rois_of[n].empty()) continue;
-      const GroupMap<T> map = group_map(input, channels_last, n, c0, nc, C, hw, &slice);
-      const int64_t ss = map.step;
-      for (const int64_t m : rois_of[n]) {
-        const RoiGeometry<T>& g = geo[m];
-        const T* gm = grad + (m * C + c0) * bins;
-        const T* om = output + (m * C + c0) * bins;
-        std::fill(gout.begin(), gout.end(), T(0));
-        for (int64_t c = 0; c < nc; ++c) {
-          for (int64_t b = 0; b < bins; ++b) gout[b] += gm[c * bins + b] * om[c * bins + b];
-        }
-        block_to_channels_last(gm, nc, bins, gl.data(), nc);
-        const int64_t i0 = wy.first[m], nrows = wy.last[m] - i0 + 1;
-        const int64_t j0 = wx.first[m], ncols = wx.last[m] - j0 + 1;
-        for (int64_t e = 0; e <= pw; ++e) xt[e] = point_taps(bin_edge(g.x1, g.bw, e), width);
-        for (int64_t e = 0; e <= ph; ++e) yt[e] = point_taps(bin_edge(g.y1, g.bh, e), height);
-        // colv[r][e][c] = f(x_e, i0 + r): the map interpolated at the vertical edges, per row.
-        colv.resize(nrows * (pw + 1) * nc);
-        for (int64_t r = 0; r < nrows; ++r) {
-          const T* f = map.data + (i0 + r) * width * ss;
-          for (int64_t e = 0; e <= pw; ++e) {
-            two_taps(colv.data() + (r * (pw + 1) + e) * nc, f + xt[e].j0 * ss, xt[e].w0,
-                     f + xt[e].j1 * ss, xt[e].w1, nc);
+      if (grad_input) std::fill(dmap.begin(), dmap.begin() + hw * nc, T(0));
+      if (!rois_of[n].empty()) {
+        GroupMap<T> map{nullptr, 0};
+        if (grad_rois) map = group_map(input, channels_last, n, c0, nc, C, hw, &map_slice);
+        for (const int64_t m : rois_of[n]) {
+          const T* gm = grad + (m * C + c0) * bins;
+          block_to_channels_last(gm, nc, bins, gl.data());
+          if (grad_input) {
+            add_input_grad(
+                gl.data(), m, geo[m], wx, wy, sx, sy, nc, width, ph, pw, dmap.data(), &rows);
+          }
+          if (grad_rois) {
+            add_box_grad(
+                gl.data(), gm, output + (m * C + c0) * bins, m, geo[m], wx, wy, map, nc, height,
+                width, ph, pw, part.data() + (m * groups + group) * 4, &scratch);
           }
         }
-        // vert[p][e][c] = integral of f(x_e, y) over bin row p.
-        vert.resize(ph * (pw + 1) * nc);
-        for (int64_t p = 0; p < ph; ++p) {
-          const int64_t k = m * ph + p;
-          weighted_sum<false>(
-              vert.data() + p * (pw + 1) * nc,
-              colv.data() + first_tap(wy, k, i0) * (pw + 1) * nc, (pw + 1) * nc,
-              wy.weights(m, p), wy.n[k], (pw + 1) * nc);
-        }
-        // rowv[j][c] = f(j0 + j, y_e), then horz[e][q][c] = integral of f(x, y_e) over bin q.
-        rowv.resize(ncols * nc);
-        horz.resize((ph + 1) * pw * nc);
-        for (int64_t e = 0; e <= ph; ++e) {
-          const T* r0 = map.data + (yt[e].j0 * width + j0) * ss;
-          const T* r1 = map.data + (yt[e].j1 * width + j0) * ss;
-          for (int64_t j = 0; j < ncols; ++j) {
-            two_taps(rowv.data() + j * nc, r0 + j * ss, yt[e].w0, r1 + j * ss, yt[e].w1, nc);
-          }
-          for (int64_t q = 0; q < pw; ++q) {
-            const int64_t k = m * pw + q;
-            weighted_sum<false, kGroup / simd::kLanes<T>>(
-                horz.data() + (e * pw + q) * nc, rowv.data() + first_tap(wx, k, j0) * nc, nc,
-                wx.weights(m, q), wx.n[k], nc);
-          }
-        }
-        std::fill(dax.begin(), dax.end(), T(0));
-        std::fill(dbx.begin(), dbx.end(), T(0));
-        std::fill(day.begin(), day.end(), T(0));
-        std::fill(dby.begin(), dby.end(), T(0));
-        for (int64_t p = 0; p < ph; ++p) {
-          for (int64_t q = 0; q < pw; ++q) {
-            const T* left = vert.data() + (p * (pw + 1) + q) * nc;
-            T line[4];  // sum_c grad * (left, right, top, bottom)
-            dot4(gl.data() + (p * pw + q) * nc, left, left + nc,
-                 horz.data() + (p * pw + q) * nc, horz.data() + ((p + 1) * pw + q) * nc, nc,
-                 line);
-            const EdgeGrads<T> d = bin_edge_grads(
-                gout[p * pw + q], line[0], line[1], line[2], line[3], g.bw, g.bh, g.inv_area);
-            dax[q] += d.ax;
-            dbx[q] += d.bx;
-            day[p] += d.ay;
-            dby[p] += d.by;
-          }
-        }
-        T* pr = part.data() + (m * groups + group) * 4;
-        for (int64_t q = 0; q < pw; ++q) edges_to_corners(dax[q], dbx[q], q, pw, &pr[0], &pr[2]);
-        for (int64_t p = 0; p < ph; ++p) edges_to_corners(day[p], dby[p], p, ph, &pr[1], &pr[3]);
       }
+      if (grad_input) block_to_channels_first(dmap.data(), nc, hw, grad_input + (n * C + c0) * hw);
     }
   });
+  if (!grad_rois) return;
   for (int64_t m = 0; m < num_rois; ++m) {
     T d[4] = {T(0), T(0), T(0), T(0)};
     for (int64_t group = 0; group < groups; ++group) {
@@ -546,8 +570,8 @@ at::Tensor prroi_pool_forward_cpu(
     const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
     const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
     forward_impl<T>(
-        in.data_ptr<T>(), nhwc, geo, wx, wy, out.data_ptr<T>(), input.size(0), channels, input.size(2),
-        input.size(3), pooled_height, pooled_width);
+        in.data_ptr<T>(), nhwc, geo, wx, wy, out.data_ptr<T>(), input.size(0), channels,
+        input.size(2), input.size(3), pooled_height, pooled_width);
   });
   return out;
 }
@@ -567,11 +591,12 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
     return {input_grad ? at::zeros_like(input, at::MemoryFormat::Contiguous) : no_input_grad,
             grad_rois};
   }
+  if (!input_grad && !rois_grad) return {no_input_grad, grad_rois};
   // The map itself and the output are read only by the box gradient.
   const bool nhwc = is_channels_last(input);
   const at::Tensor in = rois_grad && !nhwc ? input.contiguous() : input, r = rois.contiguous();
   const at::Tensor g = grad.contiguous(), out = rois_grad ? output.contiguous() : output;
-  // Every value of grad_in is written by input_grad_impl.
+  // Every value of grad_in is written by backward_impl.
   at::Tensor grad_in = input_grad ? empty_large(input.sizes(), input.options()) : no_input_grad;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "prroi_pool_backward_cpu", [&] {
     using T = scalar_t;
@@ -580,17 +605,11 @@ std::tuple<at::Tensor, at::Tensor> prroi_pool_backward_cpu(
         r.data_ptr<T>(), num_rois, input.size(0), scale, pooled_height, pooled_width, aligned);
     const auto wx = axis_weights(geo, true, pooled_width, input.size(3));
     const auto wy = axis_weights(geo, false, pooled_height, input.size(2));
-    if (input_grad) {
-      input_grad_impl<T>(
-          g.data_ptr<T>(), geo, wx, wy, grad_in.data_ptr<T>(), input.size(0), channels,
-          input.size(2), input.size(3), pooled_height, pooled_width);
-    }
-    if (rois_grad) {
-      rois_grad_impl<T>(
-          g.data_ptr<T>(), in.data_ptr<T>(), nhwc, out.data_ptr<T>(), geo, wx, wy,
-          grad_rois.data_ptr<T>(), input.size(0), channels, input.size(2), input.size(3), scale,
-          pooled_height, pooled_width);
-    }
+    backward_impl<T>(
+        g.data_ptr<T>(), in.data_ptr<T>(), nhwc, out.data_ptr<T>(), geo, wx, wy,
+        input_grad ? grad_in.data_ptr<T>() : nullptr,
+        rois_grad ? grad_rois.data_ptr<T>() : nullptr, input.size(0), channels, input.size(2),
+        input.size(3), scale, pooled_height, pooled_width);
   });
   return {grad_in, grad_rois};
 }
