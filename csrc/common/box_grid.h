@@ -180,6 +180,14 @@ struct BoxGrid {
     return k;
   }
 
+  // overlaps() for the box of slot m (a selection): the live slots whose IoU with it exceeds t,
+  // looking at every cell with a live box when t < 0 (a negative threshold reaches disjoint
+  // boxes). `near` is scratch for the cells.
+  int64_t overlaps_of(int64_t m, T t, std::vector<int64_t>& near, T* o, int64_t* hits) {
+    cells_near(x1[m], y1[m], x2[m], y2[m], t < T(0), near);
+    return overlaps(x1[m], y1[m], x2[m], y2[m], area[m], near, t, o, hits);
+  }
+
   // Refreshes the cells of hits[0..k) (grouped by cell, as overlaps() returns them) after the
   // caller lowered their scores or killed some of them.
   void refresh_cells_of(const int64_t* hits, int64_t k) {

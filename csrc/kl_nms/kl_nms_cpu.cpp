@@ -55,18 +55,15 @@ void kl_nms_one_class(
   // those with IoU > iou_threshold. A negative threshold reaches boxes disjoint from the selection.
   const T decay_t = p.soft ? T(0) : p.iou_threshold;
   const T t = p.vote ? box_min(p.vote_iou_threshold, decay_t) : decay_t;
-  const bool all = t < T(0);
   for (int64_t remaining = n; remaining > 0;) {
     const int64_t m = g.argmax();
     keep.push_back(g.id[m]);
     kept_scores.push_back(g.s[m]);
     g.take(m);
     --remaining;
-    const T mx1 = g.x1[m], my1 = g.y1[m], mx2 = g.x2[m], my2 = g.y2[m];
-    g.cells_near(mx1, my1, mx2, my2, all, cells);
-    const int64_t k = g.overlaps(mx1, my1, mx2, my2, g.area[m], cells, t, o.data(), hits.data());
+    const int64_t k = g.overlaps_of(m, t, cells, o.data(), hits.data());
 
-    const T mc[4] = {mx1, my1, mx2, my2};
+    const T mc[4] = {g.x1[m], g.y1[m], g.x2[m], g.y2[m]};
     if (p.vote) {
       // Voters: the selected box itself and the live boxes with IoU above the vote threshold (log
       // p = 0 even when its area is 0). Weights exp(log p - log var - max) per coordinate,

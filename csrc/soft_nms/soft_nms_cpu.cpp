@@ -36,7 +36,6 @@ void soft_nms_one_class(
   const int64_t n = g.num_slots();
   // boxes with IoU > t change; a negative threshold reaches boxes disjoint from the selection
   const T t = method == kGaussian ? T(0) : iou_threshold;
-  const bool all = t < T(0);
   std::vector<T> o(n);
   std::vector<int64_t> cells, hits(n);
   for (int64_t remaining = n; remaining > 0;) {
@@ -45,9 +44,7 @@ void soft_nms_one_class(
     kept_scores.push_back(g.s[m]);
     g.take(m);
     --remaining;
-    const T mx1 = g.x1[m], my1 = g.y1[m], mx2 = g.x2[m], my2 = g.y2[m];
-    g.cells_near(mx1, my1, mx2, my2, all, cells);
-    const int64_t k = g.overlaps(mx1, my1, mx2, my2, g.area[m], cells, t, o.data(), hits.data());
+    const int64_t k = g.overlaps_of(m, t, cells, o.data(), hits.data());
     for (int64_t h = 0; h < k; ++h) {
       const int64_t j = hits[h];
       const T iou = o[j];
