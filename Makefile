@@ -12,7 +12,7 @@ PKG_STAMP := $(VENV)/.stamp-d2_boxunc
 CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: setup demo test bench doctor cuda-check clean
+.PHONY: setup demo test lint format bench doctor cuda-check clean
 
 setup: $(PKG_STAMP)
 
@@ -39,6 +39,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Formatter and linter (ruff; settings in pyproject.toml).  `make format` rewrites in place.
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: $(DEPS_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -20,9 +20,6 @@ import logging
 import os
 import sys
 
-import d2_boxunc  # noqa: F401  (fills registries before any config is built)
-from d2_boxunc.config.cli import ConfigError, check_datasets, load_config
-from d2_boxunc.evaluation.build import add_box_quality_evaluators
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import (
@@ -38,6 +35,10 @@ from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
+
+import d2_boxunc  # noqa: F401  (fills registries before any config is built)
+from d2_boxunc.config.cli import ConfigError, check_datasets, load_config
+from d2_boxunc.evaluation.build import add_box_quality_evaluators
 
 logger = logging.getLogger("d2_boxunc")
 
@@ -74,7 +75,7 @@ def do_train(args, cfg) -> None:
             log_period, device).
     """
     model = instantiate(cfg.model)
-    logger.info("Model:\n{}".format(model))
+    logger.info(f"Model:\n{model}")
     model.to(cfg.train.device)
 
     cfg.optimizer.params.model = model
@@ -114,8 +115,9 @@ def main(args) -> dict | None:
     check_datasets(cfg)
     default_setup(cfg, args)
     # default_setup shows detectron2's and fvcore's logs; show this package's too
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="d2_boxunc",
-                 abbrev_name="d2bu")  # fmt: skip
+    setup_logger(
+        cfg.train.output_dir, distributed_rank=comm.get_rank(), name="d2_boxunc", abbrev_name="d2bu"
+    )
 
     if args.eval_only:
         model = instantiate(cfg.model)

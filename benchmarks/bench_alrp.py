@@ -106,8 +106,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--positives", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (contended cores: 1 is much faster)")  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (contended cores: 1 is much faster)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the sorted path")
     parser.add_argument("--loop-repeats", type=int, default=1)
     parser.add_argument("--iters", type=int, default=20, help="timed training iterations")
@@ -124,8 +125,16 @@ def main() -> None:
             time_loss(kind, "sorted", s, y, err, 1)  # warm-up
             t_sorted = time_loss(kind, "sorted", s, y, err, args.repeats)
             t_loop = time_loss(kind, "loop", s, y, err, args.loop_repeats)
-            rows.append([kind, f"{args.anchors:,} x {args.classes}", p, f"{t_loop * 1e3:.0f}",
-                         f"{t_sorted * 1e3:.0f}", f"{t_loop / t_sorted:.1f}x"])  # fmt: skip
+            rows.append(
+                [
+                    kind,
+                    f"{args.anchors:,} x {args.classes}",
+                    p,
+                    f"{t_loop * 1e3:.0f}",
+                    f"{t_sorted * 1e3:.0f}",
+                    f"{t_loop / t_sorted:.1f}x",
+                ]
+            )
             results.append(
                 {
                     "loss": kind,
@@ -140,8 +149,13 @@ def main() -> None:
         f"\nLoss forward + backward on {device} ({torch.get_num_threads()} thread(s)), "
         f"logits ~ N(-4.6, 0.5^2), median of {args.repeats} (loop: {args.loop_repeats}):"
     )
-    print(tabulate(rows, headers=["loss", "anchors x classes", "|P|", "loop ms", "sorted ms",
-                                  "speed-up"], tablefmt="github"))  # fmt: skip
+    print(
+        tabulate(
+            rows,
+            headers=["loss", "anchors x classes", "|P|", "loop ms", "sorted ms", "speed-up"],
+            tablefmt="github",
+        )
+    )
 
     training = None
     if not args.skip_training:
@@ -151,15 +165,25 @@ def main() -> None:
             f"\nTraining iteration, synthetic-switch RetinaNet, batch of 4 synthetic images, "
             f"median of {args.iters}:"
         )
-        print(tabulate([["focal loss + smooth-L1", f"{t['focal'] * 1e3:.0f}", "1.00"],
-                        ["aLRP Loss (GIoU) + SB", f"{t['alrp'] * 1e3:.0f}",
-                         f"{training['ratio']:.2f}"]],
-                       headers=["loss", "ms / iter", "vs focal"], tablefmt="github"))  # fmt: skip
+        print(
+            tabulate(
+                [
+                    ["focal loss + smooth-L1", f"{t['focal'] * 1e3:.0f}", "1.00"],
+                    ["aLRP Loss (GIoU) + SB", f"{t['alrp'] * 1e3:.0f}", f"{training['ratio']:.2f}"],
+                ],
+                headers=["loss", "ms / iter", "vs focal"],
+                tablefmt="github",
+            )
+        )
 
     out = os.path.join(ROOT, "benchmarks", "results", "alrp.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    meta = {"machine": platform.machine(), "device": str(device), "threads": torch.get_num_threads(),
-            "torch": torch.__version__}  # fmt: skip
+    meta = {
+        "machine": platform.machine(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     if device.type == "cuda":
         meta["gpu"] = torch.cuda.get_device_name(device)
     with open(out, "w") as f:

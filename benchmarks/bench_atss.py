@@ -69,7 +69,7 @@ def bench_matchers(reps: int) -> list[dict]:
     d2 = Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)
     atss = ATSSMatcher()
     for device in devices:
-        for (h, w, scales) in ((512, 512, 2), (800, 1333, 3)):
+        for h, w, scales in ((512, 512, 2), (800, 1333, 3)):
             levels = anchors_for(h, w, scales, device)
             flat = Boxes.cat(levels)
             for n in (7, 50):

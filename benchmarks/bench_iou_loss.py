@@ -95,23 +95,41 @@ def main() -> None:
         }
         stats["fwd_bwd_min_vs_fvcore"] = stats["forward_backward_min_s"] / base
         results[name] = stats
-        rows.append([name, *(f"{stats[k] * 1e3:.2f}" for k in list(stats)[:4]),
-                     f"{stats['fwd_bwd_min_vs_fvcore']:.2f}"])  # fmt: skip
+        rows.append(
+            [
+                name,
+                *(f"{stats[k] * 1e3:.2f}" for k in list(stats)[:4]),
+                f"{stats['fwd_bwd_min_vs_fvcore']:.2f}",
+            ]
+        )
 
-    print(f"\n{args.pairs} box pairs, float32, {args.device}, {args.repeats} repeats "
-          f"({torch.get_num_threads()} threads):")  # fmt: skip
-    headers = ["loss", "fwd min ms", "fwd median ms", "fwd+bwd min ms", "fwd+bwd median ms",
-               "fwd+bwd min vs fvcore"]  # fmt: skip
+    print(
+        f"\n{args.pairs} box pairs, float32, {args.device}, {args.repeats} repeats "
+        f"({torch.get_num_threads()} threads):"
+    )
+    headers = [
+        "loss",
+        "fwd min ms",
+        "fwd median ms",
+        "fwd+bwd min ms",
+        "fwd+bwd median ms",
+        "fwd+bwd min vs fvcore",
+    ]
     print(tabulate(rows, headers=headers, tablefmt="github"))
     print(f"\nGIoU sum, ours vs fvcore: relative difference {rel_diff:.2e}")
 
     out = os.path.join(ROOT, "benchmarks", "results", "bench_iou_loss.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     meta = {
-        "pairs": args.pairs, "repeats": args.repeats, "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-    }  # fmt: skip
+        "pairs": args.pairs,
+        "repeats": args.repeats,
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
     with open(out, "w") as f:
         json.dump(
             {"meta": meta, "giou_rel_diff_vs_fvcore": rel_diff, "results": results}, f, indent=1

@@ -26,14 +26,13 @@ import statistics
 import time
 
 import torch
-from tabulate import tabulate
-
-import d2_boxunc  # noqa: F401
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 from detectron2.modeling.poolers import ROIPooler
+from tabulate import tabulate
 
+import d2_boxunc  # noqa: F401
 from d2_boxunc.config.cli import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,16 +42,18 @@ ROWS = {  # label -> (box pooler, roi_heads settings)
     "Faster R-CNN (ROIAlignV2, IoU branch off)": ("roialign", dict(test_iou_head=False)),
     "IoU-Net R-CNN, head off (PrRoIPool)": ("prroi", dict(test_iou_head=False)),
     "+ IoU head, standard NMS": (
-        "prroi", dict(test_iou_head=True, test_nms_type="standard", refine=False, final_score="cls")
+        "prroi",
+        dict(test_iou_head=True, test_nms_type="standard", refine=False, final_score="cls"),
     ),
     "+ IoU-guided NMS": (
-        "prroi", dict(test_iou_head=True, test_nms_type="iou_guided", refine=False, final_score="cls")
+        "prroi",
+        dict(test_iou_head=True, test_nms_type="iou_guided", refine=False, final_score="cls"),
     ),
     "+ refine (lambda 0.5, T 5)": (
-        "prroi", dict(test_iou_head=True, test_nms_type="iou_guided", refine=True,
-                      final_score="cls_x_iou")
+        "prroi",
+        dict(test_iou_head=True, test_nms_type="iou_guided", refine=True, final_score="cls_x_iou"),
     ),
-}  # fmt: skip
+}
 
 
 class StageTimer:
@@ -84,10 +85,11 @@ def run(model, inputs: list[dict], repeats: int) -> dict:
     heads = model.roi_heads
     prroi = heads.box_pooler
     roialign = ROIPooler(
-        output_size=prroi.output_size, scales=[1.0 / 2**lvl for lvl in
-                                               range(int(prroi.min_level), int(prroi.max_level) + 1)],
-        sampling_ratio=0, pooler_type="ROIAlignV2",
-    )  # fmt: skip
+        output_size=prroi.output_size,
+        scales=[1.0 / 2**lvl for lvl in range(int(prroi.min_level), int(prroi.max_level) + 1)],
+        sampling_ratio=0,
+        pooler_type="ROIAlignV2",
+    )
     poolers = {"prroi": prroi, "roialign": roialign}
     refine_timer = StageTimer(heads, "refine_boxes")
 
@@ -113,10 +115,14 @@ def run(model, inputs: list[dict], repeats: int) -> dict:
                     lst.append(v)
     heads.box_pooler = prroi
     return {
-        row: {"end_to_end_s": statistics.median(e), "mean_end_to_end_s": statistics.mean(e),
-              "refine_s": statistics.median(r), "detections": sum(d) / len(d)}
+        row: {
+            "end_to_end_s": statistics.median(e),
+            "mean_end_to_end_s": statistics.mean(e),
+            "refine_s": statistics.median(r),
+            "detections": sum(d) / len(d),
+        }
         for row, (e, r, d) in stats.items()
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -124,8 +130,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="validation images")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the images")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--checkpoint",
-                        default=os.path.join(ROOT, "output/demo/iounet/model_final.pth"))  # fmt: skip
+    parser.add_argument(
+        "--checkpoint", default=os.path.join(ROOT, "output/demo/iounet/model_final.pth")
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -137,28 +144,50 @@ def main() -> None:
 
     base = results[next(iter(ROWS))]["end_to_end_s"]
     rows = [
-        [row, f"{r['end_to_end_s'] * 1e3:.1f}", f"{r['end_to_end_s'] / base:.3f}",
-         f"{r['refine_s'] * 1e3:.1f}", f"{r['detections']:.0f}"]
+        [
+            row,
+            f"{r['end_to_end_s'] * 1e3:.1f}",
+            f"{r['end_to_end_s'] / base:.3f}",
+            f"{r['refine_s'] * 1e3:.1f}",
+            f"{r['detections']:.0f}",
+        ]
         for row, r in results.items()
-    ]  # fmt: skip
+    ]
     weights = f"trained ({args.checkpoint})" if loaded else "RANDOM (run the iounet demo first)"
-    print(f"\nIoU-Net inference per image, median over {len(inputs)} synthetic val images x "
-          f"{args.repeats}, {args.threads} thread(s), weights: {weights}\n")  # fmt: skip
-    print(tabulate(rows, headers=["test setting", "ms / image", "vs Faster R-CNN", "refine ms",
-                                  "detections"], tablefmt="github"))  # fmt: skip
+    print(
+        f"\nIoU-Net inference per image, median over {len(inputs)} synthetic val images x "
+        f"{args.repeats}, {args.threads} thread(s), weights: {weights}\n"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=["test setting", "ms / image", "vs Faster R-CNN", "refine ms", "detections"],
+            tablefmt="github",
+        )
+    )
     labels = list(ROWS)
     refine_overhead = results[labels[4]]["end_to_end_s"] / results[labels[3]]["end_to_end_s"] - 1
-    print(f"\nrefinement adds {refine_overhead * 100:+.1f}% over '+ IoU-guided NMS' "
-          f"(target <= +30%; seed: +37% on a 2080 Ti)")  # fmt: skip
+    print(
+        f"\nrefinement adds {refine_overhead * 100:+.1f}% over '+ IoU-guided NMS' "
+        f"(target <= +30%; seed: +37% on a 2080 Ti)"
+    )
 
     out = os.path.join(ROOT, "benchmarks", "results", "iounet.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    meta = {"machine": platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "weights": weights, "images": len(inputs),
-            "repeats": args.repeats}  # fmt: skip
+    meta = {
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "weights": weights,
+        "images": len(inputs),
+        "repeats": args.repeats,
+    }
     with open(out, "w") as f:
-        json.dump({"meta": meta, "inference": results,
-                   "refine_overhead_vs_iou_nms": refine_overhead}, f, indent=1)  # fmt: skip
+        json.dump(
+            {"meta": meta, "inference": results, "refine_overhead_vs_iou_nms": refine_overhead},
+            f,
+            indent=1,
+        )
     print(f"\nwrote {out}")
 
 

@@ -24,14 +24,13 @@ import statistics
 import time
 
 import torch
-from tabulate import tabulate
-
-import d2_boxunc  # noqa: F401
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.data import DatasetCatalog
 from detectron2.utils.events import EventStorage
+from tabulate import tabulate
 
+import d2_boxunc  # noqa: F401
 from d2_boxunc.config.cli import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,10 +115,13 @@ def time_inference(runs: dict, inputs: list[dict], repeats: int) -> dict:
                 for lst, v in zip(stats[label], (end, timers[label].total, len(out))):
                     lst.append(v)
     return {
-        label: {"end_to_end_s": statistics.median(e), "postprocess_s": statistics.median(p),
-                "detections": sum(d) / len(d)}
+        label: {
+            "end_to_end_s": statistics.median(e),
+            "postprocess_s": statistics.median(p),
+            "detections": sum(d) / len(d),
+        }
         for label, (e, p, d) in stats.items()
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -127,9 +129,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=30, help="timed training iterations")
     parser.add_argument("--images", type=int, default=20, help="validation images for inference")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the images")
-    parser.add_argument("--kl-checkpoint", default=os.path.join(ROOT, "output/demo/kl/model_final.pth"))
-    parser.add_argument("--baseline-checkpoint",
-                        default=os.path.join(ROOT, "output/demo/baseline/model_final.pth"))
+    parser.add_argument(
+        "--kl-checkpoint", default=os.path.join(ROOT, "output/demo/kl/model_final.pth")
+    )
+    parser.add_argument(
+        "--baseline-checkpoint", default=os.path.join(ROOT, "output/demo/baseline/model_final.pth")
+    )
     args = parser.parse_args()
 
     base, base_cfg, base_loaded = build(BASE, args.baseline_checkpoint)
@@ -156,6 +161,7 @@ def main() -> None:
     def mode(method, voting):
         def setup():
             predictor.test_nms_method, predictor.test_var_voting = method, voting
+
         return setup
 
     runs = {"Faster R-CNN, hard NMS (K0)": (base, lambda: None)}
@@ -163,10 +169,15 @@ def main() -> None:
     results = time_inference(runs, inputs, repeats=args.repeats)
     ref = results["KL, hard NMS"]
     infer_rows = [
-        [label, f"{r['end_to_end_s'] * 1e3:.1f}", f"{r['postprocess_s'] * 1e3:.2f}",
-         f"{r['end_to_end_s'] / ref['end_to_end_s']:.3f}", f"{r['detections']:.0f}"]
+        [
+            label,
+            f"{r['end_to_end_s'] * 1e3:.1f}",
+            f"{r['postprocess_s'] * 1e3:.2f}",
+            f"{r['end_to_end_s'] / ref['end_to_end_s']:.3f}",
+            f"{r['detections']:.0f}",
+        ]
         for label, r in results.items()
-    ]  # fmt: skip
+    ]
 
     weights = ", ".join(
         f"{name} {'trained' if loaded else 'RANDOM (run make demo first)'}"
@@ -174,20 +185,41 @@ def main() -> None:
     )
     print(f"\nTraining iteration, batch of 4 synthetic images, median of {len(train['KL'])}:")
     print(tabulate(train_rows, headers=["head", "ms / iter", "vs baseline"], tablefmt="github"))
-    print(f"\nInference per image, median over {len(inputs)} validation images, weights: {weights}:")
-    print(tabulate(infer_rows, headers=["model / test mode", "end to end ms", "post-process ms",
-                                        "end to end vs KL hard NMS", "detections"], tablefmt="github"))  # fmt: skip
+    print(
+        f"\nInference per image, median over {len(inputs)} validation images, weights: {weights}:"
+    )
+    print(
+        tabulate(
+            infer_rows,
+            headers=[
+                "model / test mode",
+                "end to end ms",
+                "post-process ms",
+                "end to end vs KL hard NMS",
+                "detections",
+            ],
+            tablefmt="github",
+        )
+    )
 
     out = os.path.join(ROOT, "benchmarks", "results", "bench_kl.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    meta = {"machine": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "weights": weights}  # fmt: skip
+    meta = {
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "weights": weights,
+    }
     with open(out, "w") as f:
-        json.dump({
-            "meta": meta,
-            "training_s_per_iter": {"baseline": t_base, "KL": t_kl, "ratio": t_kl / t_base},
-            "inference": results,
-        }, f, indent=1)  # fmt: skip
+        json.dump(
+            {
+                "meta": meta,
+                "training_s_per_iter": {"baseline": t_base, "KL": t_kl, "ratio": t_kl / t_base},
+                "inference": results,
+            },
+            f,
+            indent=1,
+        )
     print(f"\nwrote {out}")
 
 

@@ -9,10 +9,14 @@ import warnings
 __version__ = "0.1.0"
 
 # detectron2 (and only it) still calls torch.jit.script at import; torch 2.14 warns on every call.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning
+)
 
-from d2_boxunc import _extension  # noqa: E402,F401  (loads d2_boxunc._C when built)
-from d2_boxunc import data  # noqa: E402,F401  (registers boxunc_synth_{train,val})
-from d2_boxunc import layers  # noqa: E402,F401
-from d2_boxunc import losses  # noqa: E402,F401
-from d2_boxunc import modeling  # noqa: E402,F401  (registry side effects)
+from d2_boxunc import (  # noqa: E402  (after the warning filter, which must come first)
+    _extension,  # noqa: E402,F401  (loads d2_boxunc._C when built)
+    data,  # noqa: E402,F401  (registers boxunc_synth_{train,val})
+    layers,  # noqa: E402,F401
+    losses,  # noqa: E402,F401
+    modeling,  # noqa: E402,F401  (registry side effects)
+)

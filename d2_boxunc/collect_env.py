@@ -20,7 +20,9 @@ def collect_env_info() -> str:
     try:
         import detectron2
 
-        rows.append(("detectron2", f"{detectron2.__version__} @ {os.path.dirname(detectron2.__file__)}"))
+        rows.append(
+            ("detectron2", f"{detectron2.__version__} @ {os.path.dirname(detectron2.__file__)}")
+        )
         try:
             from detectron2 import _C  # noqa: F401
 

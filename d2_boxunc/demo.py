@@ -17,9 +17,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tabulate import tabulate
 
@@ -75,8 +75,10 @@ def alrp_report(model, cfg, out: str) -> list[str]:
     """aLRP: the self-balance weight the run ended with (it starts at 50)."""
     if not hasattr(model, "sb_weight"):
         return []
-    return [f"aLRP: self-balance weight w_SB = {float(model.sb_weight):.2f} after training "
-            f"(started at 50, updated once per epoch)"]
+    return [
+        f"aLRP: self-balance weight w_SB = {float(model.sb_weight):.2f} after training "
+        f"(started at 50, updated once per epoch)"
+    ]
 
 
 def iounet_report(model, cfg, out: str) -> list[str]:
@@ -163,7 +165,10 @@ def _train_net(args: list[str], log_path: str, threads: int) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log_path, "w") as log:
         proc = subprocess.run(
-            [sys.executable, script, *args], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [sys.executable, script, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
             env=env,
         )
     if proc.returncode != 0:
@@ -188,7 +193,10 @@ def run_method(
     os.makedirs(out, exist_ok=True)
     common = ["--synthetic"]
     if max_iter:  # ~10 points of the loss curve in metrics.json, the first one before warm-up ends
-        common += [f"train.max_iter={max_iter}", f"train.log_period={max(1, min(20, max_iter // 10))}"]
+        common += [
+            f"train.max_iter={max_iter}",
+            f"train.log_period={max(1, min(20, max_iter // 10))}",
+        ]
     print(f"[demo] {name}: training {method.config} (log: {out}/train.log)", flush=True)
     t0 = time.time()
     _train_net(
@@ -203,9 +211,16 @@ def run_method(
         vout = os.path.join(out, f"eval_{i}")
         print(f"[demo] {name}: evaluating '{v.label}'", flush=True)
         _train_net(
-            ["--config-file", v.config or method.config, "--eval-only", *common,
-             f"train.init_checkpoint={checkpoint}", f"train.output_dir={vout}",
-             *method.overrides, *v.overrides],
+            [
+                "--config-file",
+                v.config or method.config,
+                "--eval-only",
+                *common,
+                f"train.init_checkpoint={checkpoint}",
+                f"train.output_dir={vout}",
+                *method.overrides,
+                *v.overrides,
+            ],
             os.path.join(vout + ".log"),
             threads,
         )
@@ -222,9 +237,8 @@ def run_method(
 
 def _save_picture(model, cfg, out: str, num_images: int = 4) -> None:
     """Draw the trained model's detections on a few validation images with detectron2's Visualizer."""
-    from PIL import Image
-
     from detectron2.data import DatasetCatalog
+    from PIL import Image
 
     from d2_boxunc.visualize import draw_panels
 
@@ -241,12 +255,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--output", default=os.path.join(REPO, "output", "demo"))
     parser.add_argument(
-        "--max-iter", type=int, default=DEMO_MAX_ITER,
+        "--max-iter",
+        type=int,
+        default=DEMO_MAX_ITER,
         help=f"training iterations per method (default {DEMO_MAX_ITER}, to fit the whole demo in "
         "20 minutes on 2 cores; the synthetic switch alone trains 300)",
     )
     parser.add_argument(
-        "--jobs", type=int, default=min(2, os.cpu_count() or 1),
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
         help="methods run side by side, each with cpu_count/jobs threads (default: 2 if possible)",
     )
     args = parser.parse_args(argv)
@@ -278,7 +296,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [row for method_rows, _ in results for row in method_rows]
     notes = [line for _, method_notes in results for line in method_notes]
     table = tabulate(
-        rows, headers=["method", *METRICS, "oLRP", "train min"], floatfmt=".1f",
+        rows,
+        headers=["method", *METRICS, "oLRP", "train min"],
+        floatfmt=".1f",
         tablefmt="github",
     )
     print(

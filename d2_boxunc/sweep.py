@@ -118,9 +118,19 @@ def _flatten(results: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_sweep(config_file: str, grid: dict[str, list], output: str, *, eval_only: bool = False,
-              synthetic: bool = False, overrides=(), num_gpus: int = 1, train_net: str = TRAIN_NET,
-              dry_run: bool = False, log=print) -> list[dict]:  # fmt: skip
+def run_sweep(
+    config_file: str,
+    grid: dict[str, list],
+    output: str,
+    *,
+    eval_only: bool = False,
+    synthetic: bool = False,
+    overrides=(),
+    num_gpus: int = 1,
+    train_net: str = TRAIN_NET,
+    dry_run: bool = False,
+    log=print,
+) -> list[dict]:
     """Run (or resume) every grid point; returns one record per point (params, folder, status)."""
     if not grid:
         raise SweepError("the sweep has no grid (give --grid key=[...] or a sweep file)")
@@ -207,12 +217,15 @@ def plot(header: list[str], rows: list[list], num_keys: int, path: str) -> None:
     numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
     positive = numeric and all(x > 0 for x in xs)
     cats = list(dict.fromkeys(map(str, xs)))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.6), dpi=100,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(4.5 * len(groups), 3.6), dpi=100, squeeze=False
+    )
     for ax, (group, cols) in zip(axes[0], groups.items()):
         for rest in dict.fromkeys(tuple(r[1:num_keys]) for r in rows):
-            sel = sorted((r for r in rows if tuple(r[1:num_keys]) == rest),
-                         key=lambda r: r[0] if numeric else cats.index(str(r[0])))  # fmt: skip
+            sel = sorted(
+                (r for r in rows if tuple(r[1:num_keys]) == rest),
+                key=lambda r: r[0] if numeric else cats.index(str(r[0])),
+            )
             x = [r[0] if numeric else cats.index(str(r[0])) for r in sel]
             for c in cols:
                 y = [r[c] if isinstance(r[c], (int, float)) else math.nan for r in sel]
@@ -238,8 +251,15 @@ def _load_sweep_file(path: str) -> dict:
         raise SweepError(f"sweep file not found: {path}")
     with open(path) as f:
         spec = yaml.safe_load(f) or {}
-    unknown = set(spec) - {"config_file", "eval_only", "synthetic", "grid", "overrides",
-                           "metrics", "description"}  # fmt: skip
+    unknown = set(spec) - {
+        "config_file",
+        "eval_only",
+        "synthetic",
+        "grid",
+        "overrides",
+        "metrics",
+        "description",
+    }
     if unknown:
         raise SweepError(f"{path}: unknown keys {sorted(unknown)}")
     grid = spec.get("grid", {}) or {}
@@ -250,9 +270,10 @@ def _load_sweep_file(path: str) -> dict:
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m d2_boxunc.sweep", description=__doc__.split("\n\n")[0],
+        prog="python -m d2_boxunc.sweep",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     p.add_argument("--config-file", help="LazyConfig file (or config_file in the sweep file)")
     p.add_argument(
         "--sweep-file", help="YAML sweep definition, e.g. configs/sweeps/kl_sigma_t.yaml"
@@ -282,7 +303,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", help="comma-separated task/metric columns (default: AP, oLRP, ...)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="key=value overrides for every point")
-    return p  # fmt: skip
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,19 +322,30 @@ def main(argv: list[str] | None = None) -> int:
             grid[key] = values
         overrides = [str(o) for o in spec.get("overrides", []) or []]
         if args.test_dataset:
-            overrides += [f"dataloader.test.dataset.names={args.test_dataset}",
-                          f"dataloader.evaluator.dataset_name={args.test_dataset}"]  # fmt: skip
+            overrides += [
+                f"dataloader.test.dataset.names={args.test_dataset}",
+                f"dataloader.evaluator.dataset_name={args.test_dataset}",
+            ]
         overrides += [o for o in args.opts if o != "--"]
         eval_only = args.eval_only if args.eval_only is not None else spec.get("eval_only", False)
         synthetic = args.synthetic if args.synthetic is not None else spec.get("synthetic", False)
         name = os.path.splitext(os.path.basename(args.sweep_file or config_file))[0]
         output = args.output or os.path.join("output", "sweeps", name)
-        metrics = (args.metrics.split(",") if args.metrics else
-                   spec.get("metrics", None) or DEFAULT_METRICS)  # fmt: skip
+        metrics = (
+            args.metrics.split(",")
+            if args.metrics
+            else spec.get("metrics", None) or DEFAULT_METRICS
+        )
         records = run_sweep(
-            config_file, grid, output, eval_only=bool(eval_only), synthetic=bool(synthetic),
-            overrides=overrides, num_gpus=args.num_gpus, dry_run=args.dry_run,
-        )  # fmt: skip
+            config_file,
+            grid,
+            output,
+            eval_only=bool(eval_only),
+            synthetic=bool(synthetic),
+            overrides=overrides,
+            num_gpus=args.num_gpus,
+            dry_run=args.dry_run,
+        )
     except SweepError as e:
         print(f"d2_boxunc.sweep: error: {e}", file=sys.stderr)
         return 2

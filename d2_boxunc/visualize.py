@@ -12,15 +12,15 @@ import argparse
 
 import numpy as np
 import torch
-
 from detectron2.config import instantiate
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import Visualizer
 
 
-def load_model(config_file: str, checkpoint: str, overrides: list[str] | None = None,
-               synthetic: bool = True):
+def load_model(
+    config_file: str, checkpoint: str, overrides: list[str] | None = None, synthetic: bool = True
+):
     """Build the config's model in eval mode with weights from ``checkpoint``."""
     from detectron2.checkpoint import DetectionCheckpointer
 
@@ -108,9 +108,10 @@ def draw_panels(model, cfg, dataset_dicts: list[dict], score_thresh: float = 0.3
 
 
 def main(argv: list[str] | None = None) -> None:
-    import d2_boxunc  # noqa: F401
-    from PIL import Image
     from detectron2.data import DatasetCatalog
+    from PIL import Image
+
+    import d2_boxunc  # noqa: F401
 
     parser = argparse.ArgumentParser(description="Draw detections of a trained model.")
     parser.add_argument("--config-file", required=True)

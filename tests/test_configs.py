@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-
 from detectron2.config import LazyConfig, instantiate
 from detectron2.utils.events import EventStorage
 
@@ -24,8 +23,11 @@ CONFIGS = sorted(
 def _images(n=2, size=64):
     g = torch.Generator().manual_seed(0)
     return [
-        {"image": (torch.rand(3, size, size + 8, generator=g) * 255).to(torch.uint8),
-         "height": size, "width": size + 8}
+        {
+            "image": (torch.rand(3, size, size + 8, generator=g) * 255).to(torch.uint8),
+            "height": size,
+            "width": size + 8,
+        }
         for _ in range(n)
     ]
 
@@ -40,7 +42,9 @@ def _targets(batch):
         boxes = [[5.0, 6.0, 40.0, 50.0], [20.0, 10.0, 60.0, 30.0]] if i == 0 else []
         inst.gt_boxes = Boxes(torch.tensor(boxes).reshape(-1, 4))
         inst.gt_classes = torch.tensor([1, 3][: len(boxes)], dtype=torch.long)
-        inst.gt_masks = PolygonMasks([[[x1, y1, x2, y1, x2, y2, x1, y2]] for x1, y1, x2, y2 in boxes])
+        inst.gt_masks = PolygonMasks(
+            [[[x1, y1, x2, y1, x2, y2, x1, y2]] for x1, y1, x2, y2 in boxes]
+        )
         b["instances"] = inst
     return batch
 
@@ -82,7 +86,10 @@ def test_config_loads_and_trains_on_cpu(path, tmp_path):
 
 @pytest.mark.parametrize(
     "zoo_path",
-    ["COCO-Detection/retinanet_R_50_FPN_1x.py", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py"],
+    [
+        "COCO-Detection/retinanet_R_50_FPN_1x.py",
+        "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
+    ],
 )
 def test_switch_handles_other_architectures(zoo_path):
     """The switch is generic: detectron2's own RetinaNet and Mask R-CNN configs shrink too."""

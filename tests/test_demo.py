@@ -18,9 +18,21 @@ ITERS = 80
 def kl_demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(
-        [sys.executable, "-m", "d2_boxunc.demo", "--method", "kl", "--max-iter", str(ITERS),
-         "--output", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "d2_boxunc.demo",
+            "--method",
+            "kl",
+            "--max-iter",
+            str(ITERS),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1200,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return out, proc.stdout
@@ -28,7 +40,11 @@ def kl_demo(tmp_path_factory):
 
 def test_demo_prints_the_ablation_table_and_saves_outputs(kl_demo):
     out, stdout = kl_demo
-    for label in ("| + KL-Loss ", "| + KL-Loss + var voting ", "| + KL-Loss + var voting + soft-NMS"):
+    for label in (
+        "| + KL-Loss ",
+        "| + KL-Loss + var voting ",
+        "| + KL-Loss + var voting + soft-NMS",
+    ):
         assert label in stdout, stdout[-3000:]
     assert "AP50" in stdout and "oLRP" in stdout and "KL-Loss: sigma vs |error|" in stdout
     assert "with the true box as RoI" in stdout
@@ -64,6 +80,9 @@ def test_predicted_sigma_tracks_the_error(kl_demo):
 def test_demo_rejects_unknown_method():
     proc = subprocess.run(
         [sys.executable, "-m", "d2_boxunc.demo", "--method", "nope"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert proc.returncode == 2 and "unknown method 'nope'" in proc.stderr

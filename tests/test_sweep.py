@@ -51,11 +51,18 @@ def test_bad_command_lines_exit_2(tmp_path, capsys):
 def test_two_point_sweep_runs_and_resumes(tmp_path, capsys):
     out = tmp_path / "sweep"
     argv = [
-        "--config-file", KL_VARVOTE, "--eval-only", "--synthetic",
-        "--test-dataset", "boxunc_synth_val_tiny",
-        "--grid", f"{SIGMA_T}=[0.005,0.04]", "--output", str(out),
+        "--config-file",
+        KL_VARVOTE,
+        "--eval-only",
+        "--synthetic",
+        "--test-dataset",
+        "boxunc_synth_val_tiny",
+        "--grid",
+        f"{SIGMA_T}=[0.005,0.04]",
+        "--output",
+        str(out),
         "model.proposal_generator.post_nms_topk=[500,50]",  # a random model: keep NMS work small
-    ]  # fmt: skip
+    ]
     assert main(argv) == 0, capsys.readouterr()
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
@@ -68,8 +75,7 @@ def test_two_point_sweep_runs_and_resumes(tmp_path, capsys):
     assert "| status" in (out / "results.md").read_text().splitlines()[0]
     assert (out / "results.png").stat().st_size > 1000
     logs = sorted(glob.glob(str(out / "points" / "*" / "stdout.txt")))
-    assert [os.path.basename(os.path.dirname(p)) for p in logs] == [
-        "sigma_t_0.005", "sigma_t_0.04"]  # fmt: skip
+    assert [os.path.basename(os.path.dirname(p)) for p in logs] == ["sigma_t_0.005", "sigma_t_0.04"]
     mtimes = [os.path.getmtime(p) for p in logs]
     capsys.readouterr()
     # resume: both points have their eval_results.json, nothing runs again

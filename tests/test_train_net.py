@@ -39,8 +39,13 @@ def read_metrics(output_dir):
 def trained(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("train"))
     proc = run_train_net(
-        "--config-file", CONFIG, "--synthetic", "train.max_iter=30", f"train.output_dir={out}",
-        "+train.seed=0", *FAST,
+        "--config-file",
+        CONFIG,
+        "--synthetic",
+        "train.max_iter=30",
+        f"train.output_dir={out}",
+        "+train.seed=0",
+        *FAST,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
@@ -74,7 +79,10 @@ def test_final_evaluation_prints_ap_table(trained):
 def test_eval_only_from_checkpoint(trained, tmp_path):
     out, _ = trained
     proc = run_train_net(
-        "--config-file", CONFIG, "--synthetic", "--eval-only",
+        "--config-file",
+        CONFIG,
+        "--synthetic",
+        "--eval-only",
         f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}",
         f"train.output_dir={tmp_path}",
     )
@@ -92,11 +100,19 @@ def test_resume_continues_from_last_checkpoint(trained, tmp_path):
     resumed = str(tmp_path / "resumed")
     os.makedirs(resumed)
     for name in ("model_final.pth", "last_checkpoint"):
-        with open(os.path.join(out, name), "rb") as src, open(os.path.join(resumed, name), "wb") as dst:
+        with (
+            open(os.path.join(out, name), "rb") as src,
+            open(os.path.join(resumed, name), "wb") as dst,
+        ):
             dst.write(src.read())
     proc = run_train_net(
-        "--config-file", CONFIG, "--synthetic", "--resume", "train.max_iter=40",
-        f"train.output_dir={resumed}", *FAST
+        "--config-file",
+        CONFIG,
+        "--synthetic",
+        "--resume",
+        "train.max_iter=40",
+        f"train.output_dir={resumed}",
+        *FAST,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     iters = [m["iteration"] for m in read_metrics(resumed) if "total_loss" in m]
@@ -107,9 +123,16 @@ def test_resume_continues_from_last_checkpoint(trained, tmp_path):
 
 def test_two_cpu_workers_with_gloo(tmp_path):
     proc = run_train_net(
-        "--config-file", CONFIG, "--synthetic", "--num-gpus", "2", "train.max_iter=4",
-        f"train.output_dir={tmp_path}", "dataloader.train.total_batch_size=2",
-        "dataloader.test.dataset.names=boxunc_synth_val", "train.log_period=1",
+        "--config-file",
+        CONFIG,
+        "--synthetic",
+        "--num-gpus",
+        "2",
+        "train.max_iter=4",
+        f"train.output_dir={tmp_path}",
+        "dataloader.train.total_batch_size=2",
+        "dataloader.test.dataset.names=boxunc_synth_val",
+        "train.log_period=1",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.isfile(os.path.join(tmp_path, "model_final.pth"))
@@ -120,13 +143,24 @@ def test_two_cpu_workers_with_gloo(tmp_path):
     "args, message",
     [
         (["--config-file", "configs/nope.py"], "config file not found: configs/nope.py"),
-        (["--config-file", CONFIG, "--synthetic", "train.max_iters=5"],
-         "unknown config key 'train.max_iters'.* Did you mean: train.max_iter"),
-        (["--config-file", CONFIG, "--synthetic", "dataloader.train.dataset.names=not_a_set"],
-         "Dataset 'not_a_set' is not registered"),
-        (["--config-file", CONFIG, "--synthetic", "--eval-only",
-          "train.init_checkpoint=/nonexistent/model.pth"],
-         "checkpoint not found: train.init_checkpoint='/nonexistent/model.pth'"),
+        (
+            ["--config-file", CONFIG, "--synthetic", "train.max_iters=5"],
+            "unknown config key 'train.max_iters'.* Did you mean: train.max_iter",
+        ),
+        (
+            ["--config-file", CONFIG, "--synthetic", "dataloader.train.dataset.names=not_a_set"],
+            "Dataset 'not_a_set' is not registered",
+        ),
+        (
+            [
+                "--config-file",
+                CONFIG,
+                "--synthetic",
+                "--eval-only",
+                "train.init_checkpoint=/nonexistent/model.pth",
+            ],
+            "checkpoint not found: train.init_checkpoint='/nonexistent/model.pth'",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_error(args, message):
@@ -145,14 +179,22 @@ def test_corrupt_checkpoint_and_missing_dataset_files(tmp_path):
     bad = tmp_path / "corrupt.pth"
     bad.write_bytes(b"this is not a checkpoint")
     proc = run_train_net(
-        "--config-file", CONFIG, "--synthetic", "--eval-only", f"train.init_checkpoint={bad}",
+        "--config-file",
+        CONFIG,
+        "--synthetic",
+        "--eval-only",
+        f"train.init_checkpoint={bad}",
         f"train.output_dir={tmp_path}",
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert re.search(r"error: cannot load checkpoint '.*corrupt.pth'", proc.stderr.strip().splitlines()[-1])
+    assert re.search(
+        r"error: cannot load checkpoint '.*corrupt.pth'", proc.stderr.strip().splitlines()[-1]
+    )
 
     proc = run_train_net(
-        "--config-file", CONFIG, "dataloader.test.dataset.names=coco_2017_val",
+        "--config-file",
+        CONFIG,
+        "dataloader.test.dataset.names=coco_2017_val",
         env={"DETECTRON2_DATASETS": str(tmp_path / "no_coco_here")},
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

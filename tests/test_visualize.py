@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import Visualizer
 

@@ -118,10 +118,15 @@ def use_backbone(model, train, dataloader, name: str) -> None:
         train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
     elif name.startswith("X_101_64x4d"):
         bottom_up.stages = L(make_resnext_stages)(
-            depth=101, num_groups=64, width_per_group=4, norm="FrozenBN", stride_in_1x1=False,
-            deform_on_per_stage=(False, True, True, True) if name.endswith("_dcn") else
-            (False, False, False, False),
-        )  # fmt: skip
+            depth=101,
+            num_groups=64,
+            width_per_group=4,
+            norm="FrozenBN",
+            stride_in_1x1=False,
+            deform_on_per_stage=(False, True, True, True)
+            if name.endswith("_dcn")
+            else (False, False, False, False),
+        )
         # torchvision's ImageNet resnext101_64x4d, converted with detectron2's
         # tools/convert-torchvision-to-d2.py (RGB input, ImageNet std)
         model.pixel_mean = [123.675, 116.28, 103.53]

@@ -11,9 +11,8 @@ import difflib
 import os
 import re
 
-from omegaconf import DictConfig, OmegaConf
-
 from detectron2.config import LazyConfig
+from omegaconf import DictConfig, OmegaConf
 
 REQUIRED_KEYS = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")

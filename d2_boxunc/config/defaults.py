@@ -48,7 +48,9 @@ def _add_iou_loss_config(cfg: CN) -> None:
     node = cfg.MODEL.BOXUNC.IOU_LOSS = CN()
     node.ROI_WEIGHT = 10.0  # weight of loss_box_reg for iou / ln_iou / giou (GIoU repo: 10)
     node.RPN_WEIGHT = 1.0  # weight of loss_rpn_loc for iou / ln_iou / giou (GIoU repo: 1)
-    node.RPN_NORM = "batch"  # "batch" (detectron2) | "actual" (sampled anchors per image, GIoU repo)
+    node.RPN_NORM = (
+        "batch"  # "batch" (detectron2) | "actual" (sampled anchors per image, GIoU repo)
+    )
     node.EPS = 1e-7  # added to the union and the enclosing area
 
 
@@ -105,5 +107,7 @@ def _add_alrp_config(cfg: CN) -> None:
     a.IMPL = "sorted"  # "sorted" (fast, exact) | "loop" (reference loop)
     a.SB_WEIGHT_INIT = 50.0
     a.SB_UPDATE = True  # False: fixed weight SB_WEIGHT_INIT
-    a.SB_PERIOD = 0  # iterations between SB updates; 0 = one epoch of DATASETS.TRAIN at IMS_PER_BATCH
+    a.SB_PERIOD = (
+        0  # iterations between SB updates; 0 = one epoch of DATASETS.TRAIN at IMS_PER_BATCH
+    )
     a.ATSS_TOPK = 0  # > 0: d2_boxunc ATSSMatcher(topk) instead of the IoU Matcher

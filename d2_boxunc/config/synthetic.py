@@ -22,15 +22,14 @@ from __future__ import annotations
 import copy
 import os
 
-import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
-
 import detectron2.data.transforms as T
+import torch
 from detectron2.config import LazyCall as L
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BasicStem, ResNet
 from detectron2.solver import WarmupParamScheduler, get_default_optimizer_params
 from fvcore.common.param_scheduler import MultiStepParamScheduler
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from d2_boxunc.data.synthetic import CLASS_NAMES
 from d2_boxunc.modeling.backbone import make_small_resnet_stages
@@ -225,4 +224,3 @@ def to_synthetic(cfg: DictConfig, max_iter: int = MAX_ITER) -> DictConfig:
     if cfg.train.output_dir == "./output":
         cfg.train.output_dir = os.path.join("output", "synthetic")
     return cfg
-

@@ -12,6 +12,7 @@ __all__ = [
     "ensure_generated",
     "register_synthetic_datasets",
 ]
+from d2_boxunc.data import tiny  # noqa: E402,F401  (registers boxunc_synth_val_tiny)
 from d2_boxunc.data.ssd_augmentation import (  # noqa: E402, F401
     BoxAugDatasetMapper,
     Expand,
@@ -19,5 +20,3 @@ from d2_boxunc.data.ssd_augmentation import (  # noqa: E402, F401
     PhotometricDistort,
     ssd_augmentations,
 )
-
-from d2_boxunc.data import tiny  # noqa: E402,F401  (registers boxunc_synth_val_tiny)

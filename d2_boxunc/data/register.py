@@ -10,8 +10,13 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
-from d2_boxunc.data.synthetic import CLASS_NAMES, SPLITS, SyntheticConfig, dataset_dir
-from d2_boxunc.data.synthetic import ensure_generated
+from d2_boxunc.data.synthetic import (
+    CLASS_NAMES,
+    SPLITS,
+    SyntheticConfig,
+    dataset_dir,
+    ensure_generated,
+)
 
 
 def _loader(name: str, cfg: SyntheticConfig):

@@ -31,13 +31,12 @@ import os
 
 import numpy as np
 import torch
-from scipy.special import ndtri
-from scipy.stats import spearmanr
-
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Boxes, pairwise_iou
 from detectron2.utils import comm
+from scipy.special import ndtri
+from scipy.stats import spearmanr
 
 from .sigma_report import _gt as ground_truth_of
 from .sigma_report import match_to_ground_truth
@@ -199,8 +198,15 @@ def save_iou_reliability_plot(pred_iou, true_iou, path: str, bins: int = 10) -> 
 class BoxUncertaintyEvaluator(DatasetEvaluator):
     """Calibration of ``pred_boxes_std`` and ``pred_ious``; results under ``"box_uncertainty"``."""
 
-    def __init__(self, dataset_name: str, distributed: bool = True, output_dir: str | None = None,
-                 *, iou_threshold: float = 0.5, levels=DEFAULT_LEVELS):  # fmt: skip
+    def __init__(
+        self,
+        dataset_name: str,
+        distributed: bool = True,
+        output_dir: str | None = None,
+        *,
+        iou_threshold: float = 0.5,
+        levels=DEFAULT_LEVELS,
+    ):
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
         self._dataset_name = dataset_name
@@ -243,8 +249,11 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
                     iou[inst.pred_classes[:, None] != gt_classes[None, :]] = 0.0
                     true_iou = iou.max(dim=1).values
                 self._iou.append(
-                    (inst.pred_ious.float().reshape(-1).numpy(), true_iou.numpy(),
-                     inst.scores.float().numpy())  # fmt: skip
+                    (
+                        inst.pred_ious.float().reshape(-1).numpy(),
+                        true_iou.numpy(),
+                        inst.scores.float().numpy(),
+                    )
                 )
 
     def evaluate(self):

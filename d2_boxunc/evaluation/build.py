@@ -31,8 +31,9 @@ def _test_dataset_name(cfg) -> str | None:
     return names if isinstance(names, str) else (list(names)[0] if len(names) else None)
 
 
-def add_box_quality_evaluators(cfg, evaluator: DatasetEvaluator | None,
-                               output_dir: str | None = None) -> DatasetEvaluators:  # fmt: skip
+def add_box_quality_evaluators(
+    cfg, evaluator: DatasetEvaluator | None, output_dir: str | None = None
+) -> DatasetEvaluators:
     """Return ``evaluator`` together with an :class:`LRPEvaluator` (for every ``COCOEvaluator``
     found in it, on the same dataset) and a :class:`BoxUncertaintyEvaluator` on the test set
     (which reports only for models that output ``pred_boxes_std`` / ``pred_ious``).

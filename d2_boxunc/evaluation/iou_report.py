@@ -12,9 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import pearsonr, spearmanr
-
 from detectron2.structures import Boxes, Instances, pairwise_iou
+from scipy.stats import pearsonr, spearmanr
 
 from d2_boxunc.evaluation.sigma_report import _gt
 
@@ -105,9 +104,13 @@ def save_iou_scatter(report: IoUReport, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharex=True)
     panels = [
         (report.pred_iou, "predicted IoU", report.spearman_pred_iou, report.pearson_pred_iou),
-        (report.cls_score, "classification score", report.spearman_cls_score,
-         report.pearson_cls_score),
-    ]  # fmt: skip
+        (
+            report.cls_score,
+            "classification score",
+            report.spearman_cls_score,
+            report.pearson_cls_score,
+        ),
+    ]
     for ax, (y, name, rho, r) in zip(axes, panels):
         ax.scatter(report.true_iou, y, s=4, alpha=0.4)
         ax.plot([0.5, 1.0], [0.5, 1.0], "k--", lw=0.8)

@@ -28,12 +28,11 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from detectron2.evaluation import COCOEvaluator
+from detectron2.utils.file_io import PathManager
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from tabulate import tabulate
-
-from detectron2.evaluation import COCOEvaluator
-from detectron2.utils.file_io import PathManager
 
 __all__ = ["LRPEvaluator", "LRPResult", "ClassLRP", "compute_lrp", "lrp_curve"]
 
@@ -98,8 +97,9 @@ def lrp_curve(ious: np.ndarray, is_tp: np.ndarray, num_gt: int, tau: float = 0.5
 
 def _no_detection(num_gt: int, num_dets: int = 0) -> ClassLRP:
     nan = float("nan")
-    return ClassLRP(olrp=1.0, loc=nan, fp=nan, fn=1.0, threshold=nan, lrp=1.0, num_gt=num_gt,
-                    num_dets=num_dets)  # fmt: skip
+    return ClassLRP(
+        olrp=1.0, loc=nan, fp=nan, fn=1.0, threshold=nan, lrp=1.0, num_gt=num_gt, num_dets=num_dets
+    )
 
 
 def _class_lrp(scores, ious, is_tp, num_gt: int, tau: float) -> ClassLRP:
@@ -126,8 +126,9 @@ def _class_lrp(scores, ious, is_tp, num_gt: int, tau: float) -> ClassLRP:
     )
 
 
-def compute_lrp(coco_gt, coco_results: list[dict], img_ids=None, tau: float = 0.5,
-                max_dets: int = 100) -> tuple[list[int], LRPResult]:  # fmt: skip
+def compute_lrp(
+    coco_gt, coco_results: list[dict], img_ids=None, tau: float = 0.5, max_dets: int = 100
+) -> tuple[list[int], LRPResult]:
     """oLRP of COCO-format box detections against a pycocotools ``COCO`` ground truth.
 
     Matching is COCO's (pycocotools ``COCOeval.evaluateImg`` at IoU ``tau``, all areas, at most
@@ -164,7 +165,7 @@ def compute_lrp(coco_gt, coco_results: list[dict], img_ids=None, tau: float = 0.
 
     num_imgs = len(img_ids)
     per_class: list[ClassLRP | None] = []
-    for k, cat in enumerate(cat_ids):
+    for k in range(len(cat_ids)):
         entries = [e for e in ev.evalImgs[k * num_imgs : (k + 1) * num_imgs] if e is not None]
         num_gt = int(sum(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0) for e in entries))
         if num_gt == 0:
@@ -197,9 +198,16 @@ class LRPEvaluator(COCOEvaluator):
     and per-class optimal score thresholds (0..1) under ``"thr-<class>"``.
     """
 
-    def __init__(self, dataset_name: str, distributed: bool = True, output_dir: str | None = None,
-                 *, tau: float = 0.5, max_dets_per_image: int = 100,
-                 allow_cached_coco: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        dataset_name: str,
+        distributed: bool = True,
+        output_dir: str | None = None,
+        *,
+        tau: float = 0.5,
+        max_dets_per_image: int = 100,
+        allow_cached_coco: bool = True,
+    ):
         if not 0.0 <= tau < 1.0:
             raise ValueError(f"LRPEvaluator: tau must be in [0, 1), got {tau}")
         self._tau = tau
@@ -271,12 +279,22 @@ class LRPEvaluator(COCOEvaluator):
                 rows.append([name, "-", "-", "-", "-", "-", "-", 0])
                 continue
             thr = "nan" if np.isnan(c.threshold) else f"{c.threshold:.3f}"
-            rows.append([name, pct(c.olrp), pct(c.loc), pct(c.fp), pct(c.fn), thr, pct(c.lrp),
-                         c.num_gt])  # fmt: skip
+            rows.append(
+                [name, pct(c.olrp), pct(c.loc), pct(c.fp), pct(c.fn), thr, pct(c.lrp), c.num_gt]
+            )
         s = result.summary
-        rows.append(["(mean)", pct(s["oLRP"]), pct(s["oLRP_loc"]), pct(s["oLRP_FP"]),
-                     pct(s["oLRP_FN"]), "", pct(s["LRP"]), sum(c.num_gt for c in result.per_class
-                                                               if c is not None)])  # fmt: skip
+        rows.append(
+            [
+                "(mean)",
+                pct(s["oLRP"]),
+                pct(s["oLRP_loc"]),
+                pct(s["oLRP_FP"]),
+                pct(s["oLRP_FN"]),
+                "",
+                pct(s["LRP"]),
+                sum(c.num_gt for c in result.per_class if c is not None),
+            ]
+        )
         table = tabulate(
             rows,
             headers=["category", "oLRP", "loc", "FP", "FN", "opt. thr", "LRP (all dets)", "#GT"],

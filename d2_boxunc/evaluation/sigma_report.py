@@ -9,9 +9,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-
 from detectron2.structures import Boxes, BoxMode, Instances, pairwise_iou
+from scipy.stats import spearmanr
 
 __all__ = [
     "SigmaReport",
@@ -57,8 +56,9 @@ def _gt(dataset_dict: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return boxes, classes, blurred
 
 
-def match_to_ground_truth(pred: Instances, gt_boxes: torch.Tensor, gt_classes: torch.Tensor,
-                          iou_threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def match_to_ground_truth(
+    pred: Instances, gt_boxes: torch.Tensor, gt_classes: torch.Tensor, iou_threshold: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy COCO-style matching by decreasing score: each GT takes at most one detection of its
     class with IoU >= ``iou_threshold``. Returns (detection indices, GT indices)."""
     if len(pred) == 0 or len(gt_boxes) == 0:
@@ -84,7 +84,9 @@ def sigma_report(pairs, iou_threshold: float = 0.5) -> SigmaReport:
     sigmas, errors, rel, rel_err, blurred = [], [], [], [], []
     for dataset_dict, pred in pairs:
         if not pred.has("pred_boxes_std"):
-            raise ValueError("sigma_report: predictions lack 'pred_boxes_std' (not a KL-Loss model?)")
+            raise ValueError(
+                "sigma_report: predictions lack 'pred_boxes_std' (not a KL-Loss model?)"
+            )
         gt_boxes, gt_classes, gt_blurred = _gt(dataset_dict)
         d, g = match_to_ground_truth(pred, gt_boxes, gt_classes, iou_threshold)
         if len(d) == 0:

@@ -249,8 +249,18 @@ def var_voting(
     )
 
 
-def _kl_nms_call(boxes, scores, log_vars, idxs, iou_threshold, score_threshold, sigma_t, soft,
-                 soft_sigma, vote_iou_threshold) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+def _kl_nms_call(
+    boxes,
+    scores,
+    log_vars,
+    idxs,
+    iou_threshold,
+    score_threshold,
+    sigma_t,
+    soft,
+    soft_sigma,
+    vote_iou_threshold,
+) -> tuple[Tensor, Tensor, Tensor]:
     _extension.assert_has_ops()
     _check_boxes(boxes, "boxes")
     _check_like(scores, "scores", boxes, (boxes.shape[0],))
@@ -314,8 +324,18 @@ def kl_nms(
         boxes (Tensor[K, 4]): voted boxes (the input boxes when ``log_vars`` is None).
         scores (Tensor[K]): score of each kept box when it was selected.
     """
-    return _kl_nms_call(boxes, scores, log_vars, None, iou_threshold, score_threshold, sigma_t,
-                        soft, soft_sigma, vote_iou_threshold)  # fmt: skip
+    return _kl_nms_call(
+        boxes,
+        scores,
+        log_vars,
+        None,
+        iou_threshold,
+        score_threshold,
+        sigma_t,
+        soft,
+        soft_sigma,
+        vote_iou_threshold,
+    )
 
 
 def batched_kl_nms(
@@ -335,7 +355,17 @@ def batched_kl_nms(
     ascending, then selection order)."""
     _check_boxes(boxes, "boxes")
     idxs = _check_idxs(idxs, boxes)
-    keep, voted, out = _kl_nms_call(boxes, scores, log_vars, idxs, iou_threshold, score_threshold,
-                                    sigma_t, soft, soft_sigma, vote_iou_threshold)  # fmt: skip
+    keep, voted, out = _kl_nms_call(
+        boxes,
+        scores,
+        log_vars,
+        idxs,
+        iou_threshold,
+        score_threshold,
+        sigma_t,
+        soft,
+        soft_sigma,
+        vote_iou_threshold,
+    )
     order = torch.sort(out, descending=True, stable=True).indices
     return keep[order], voted[order], out[order]

@@ -170,8 +170,16 @@ if _extension.has_ops():
 
     @torch.library.register_fake("d2_boxunc::_prroi_pool_backward")
     def _prroi_pool_backward_fake(
-        grad, input, rois, output, spatial_scale, pooled_height, pooled_width, aligned,
-        input_grad=True, rois_grad=True,
+        grad,
+        input,
+        rois,
+        output,
+        spatial_scale,
+        pooled_height,
+        pooled_width,
+        aligned,
+        input_grad=True,
+        rois_grad=True,
     ):
         return (
             input.new_empty(input.shape if input_grad else (0,)),
@@ -194,7 +202,10 @@ if _extension.has_ops():
         return (
             grad_input if input_grad else None,
             grad_rois if rois_grad else None,
-            None, None, None, None,
+            None,
+            None,
+            None,
+            None,
         )
 
     torch.library.register_autograd(

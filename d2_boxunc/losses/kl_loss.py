@@ -60,7 +60,9 @@ def kl_loss(
     if alpha_clamp is not None:
         lo, hi = (float(v) for v in alpha_clamp)
         if not lo < hi:
-            raise ValueError(f"kl_loss: alpha_clamp must be (lo, hi) with lo < hi, got {alpha_clamp}")
+            raise ValueError(
+                f"kl_loss: alpha_clamp must be (lo, hi) with lo < hi, got {alpha_clamp}"
+            )
         log_var = log_var + (log_var.clamp(lo, hi) - log_var).detach()
     sl1 = smooth_l1_loss(pred, target, beta, reduction="none")
     positive = sl1 > 0

@@ -1,6 +1,9 @@
 """Models: detectron2 components registered by d2_boxunc (imported for their registry side effects)."""
 
-from d2_boxunc.modeling import meta_arch, roi_heads  # noqa: F401
+from d2_boxunc.modeling import (  # noqa: F401
+    meta_arch,
+    proposal_generator,  # noqa: F401
+    roi_heads,
+)
 from d2_boxunc.modeling.backbone import make_small_resnet_stages  # noqa: F401
 from d2_boxunc.modeling.matchers import ATSSMatcher  # noqa: F401
-from d2_boxunc.modeling import proposal_generator  # noqa: F401

@@ -5,7 +5,9 @@ from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
 
 
 def make_small_resnet_stages(
-    depth: int = 18, widths: tuple[int, ...] = (32, 64, 128, 256), stem_width: int = 32,
+    depth: int = 18,
+    widths: tuple[int, ...] = (32, 64, 128, 256),
+    stem_width: int = 32,
     norm: str = "GN",
 ) -> list[list[CNNBlockBase]]:
     """Stages of a ResNet-18/34 built from :class:`BasicBlock` with custom widths.

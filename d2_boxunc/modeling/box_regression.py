@@ -20,11 +20,16 @@ class Box2BoxTransformXYXY:
     A drop-in for detectron2's ``Box2BoxTransform`` (same methods, ``weights`` of length 4).
     """
 
-    def __init__(self, weights: tuple[float, float, float, float] = (10.0, 10.0, 10.0, 10.0),
-                 clamp: float = 1000.0 / 16):  # fmt: skip
+    def __init__(
+        self,
+        weights: tuple[float, float, float, float] = (10.0, 10.0, 10.0, 10.0),
+        clamp: float = 1000.0 / 16,
+    ):
         weights = tuple(float(w) for w in weights)
         if len(weights) != 4 or not all(w > 0 for w in weights):
-            raise ValueError(f"Box2BoxTransformXYXY: weights must be 4 positive numbers, got {weights}")
+            raise ValueError(
+                f"Box2BoxTransformXYXY: weights must be 4 positive numbers, got {weights}"
+            )
         if not clamp > 0:
             raise ValueError(f"Box2BoxTransformXYXY: clamp must be positive, got {clamp}")
         self.weights = weights

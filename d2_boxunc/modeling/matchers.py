@@ -9,14 +9,14 @@ aLRP Loss RetinaNet (rows A2, A5 of §6).
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import torch
 from detectron2.structures import Boxes
 
 __all__ = ["ATSSMatcher"]
 
-BoxesLike = Union[Boxes, torch.Tensor]
+BoxesLike = Boxes | torch.Tensor
 
 
 def _as_box_tensor(boxes: BoxesLike, name: str) -> torch.Tensor:

@@ -37,18 +37,24 @@ def make_resnext_stages(
     bottleneck = num_groups * width_per_group
     for i, n in enumerate(_BLOCKS[depth]):
         kwargs = dict(
-            bottleneck_channels=bottleneck, num_groups=num_groups, norm=norm,
+            bottleneck_channels=bottleneck,
+            num_groups=num_groups,
+            norm=norm,
             stride_in_1x1=stride_in_1x1,
-        )  # fmt: skip
+        )
         block = BottleneckBlock
         if deform_on_per_stage[i]:
             block = DeformBottleneckBlock
             kwargs.update(deform_modulated=deform_modulated, deform_num_groups=1)
         stages.append(
             ResNet.make_stage(
-                block_class=block, num_blocks=n, stride_per_block=[1 if i == 0 else 2] + [1] * (n - 1),
-                in_channels=in_channels, out_channels=out_channels, **kwargs,
-            )  # fmt: skip
+                block_class=block,
+                num_blocks=n,
+                stride_per_block=[1 if i == 0 else 2] + [1] * (n - 1),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                **kwargs,
+            )
         )
         in_channels, out_channels, bottleneck = out_channels, out_channels * 2, bottleneck * 2
     return stages

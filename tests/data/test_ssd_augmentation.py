@@ -89,22 +89,22 @@ def test_expand_places_image_and_shifts_boxes_exactly():
     inp = T.AugInput(image, boxes=boxes.copy())
     tfm = Expand(ratio_range=(2.0, 3.0), prob=1.0)(inp)
     assert isinstance(tfm, ExpandTransform)
-    l, t = tfm.left, tfm.top
+    left, top = tfm.left, tfm.top
     H, W = inp.image.shape[:2]
     assert 80 <= W <= 120 and 60 <= H <= 90 and W / 40 == pytest.approx(H / 30, abs=0.05)
-    assert 0 <= l <= W - 40 and 0 <= t <= H - 30
-    np.testing.assert_array_equal(inp.image[t : t + 30, l : l + 40], image)
+    assert 0 <= left <= W - 40 and 0 <= top <= H - 30
+    np.testing.assert_array_equal(inp.image[top : top + 30, left : left + 40], image)
     canvas = inp.image.copy()
-    canvas[t : t + 30, l : l + 40] = 0
+    canvas[top : top + 30, left : left + 40] = 0
     mask = np.ones((H, W), bool)
-    mask[t : t + 30, l : l + 40] = False
+    mask[top : top + 30, left : left + 40] = False
     # BGR images: the RGB ImageNet mean (123.675, 116.28, 103.53) reversed and rounded.
     np.testing.assert_array_equal(canvas[mask], np.broadcast_to([104, 116, 124], (mask.sum(), 3)))
-    np.testing.assert_array_equal(inp.boxes, boxes + [l, t, l, t])
-    np.testing.assert_array_equal(tfm.apply_polygons([polygon])[0], polygon + [l, t])
+    np.testing.assert_array_equal(inp.boxes, boxes + [left, top, left, top])
+    np.testing.assert_array_equal(tfm.apply_polygons([polygon])[0], polygon + [left, top])
     seg = np.ones((30, 40), np.uint8)
     seg_out = tfm.apply_segmentation(seg)
-    assert seg_out.sum() == 30 * 40 and seg_out[t : t + 30, l : l + 40].all()
+    assert seg_out.sum() == 30 * 40 and seg_out[top : top + 30, left : left + 40].all()
     np.testing.assert_array_equal(tfm.inverse().apply_image(inp.image), image)
     np.testing.assert_array_equal(tfm.inverse().apply_box(inp.boxes), boxes)
 

@@ -23,9 +23,10 @@ def small_split(tmp_path_factory):
 def test_deterministic(small_split, tmp_path):
     folder, _ = small_split
     again = ensure_generated("small", SMALL, root=str(tmp_path))
-    with open(os.path.join(folder, "annotations.json")) as f1, open(
-        os.path.join(again, "annotations.json")
-    ) as f2:
+    with (
+        open(os.path.join(folder, "annotations.json")) as f1,
+        open(os.path.join(again, "annotations.json")) as f2,
+    ):
         assert json.load(f1) == json.load(f2)
     for name in sorted(os.listdir(os.path.join(folder, "images")))[:3]:
         a = np.asarray(Image.open(os.path.join(folder, "images", name)))
@@ -39,9 +40,10 @@ def test_other_seed_differs(small_split, tmp_path):
     assert synthetic.config_hash(other) != synthetic.config_hash(SMALL)
     other_dir = ensure_generated("small", other, root=str(tmp_path))
     assert other_dir != folder
-    with open(os.path.join(folder, "annotations.json")) as f1, open(
-        os.path.join(other_dir, "annotations.json")
-    ) as f2:
+    with (
+        open(os.path.join(folder, "annotations.json")) as f1,
+        open(os.path.join(other_dir, "annotations.json")) as f2,
+    ):
         assert json.load(f1)["annotations"] != json.load(f2)["annotations"]
 
 

@@ -7,7 +7,6 @@ import uuid
 import numpy as np
 import pytest
 import torch
-
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import Boxes, Instances
@@ -93,10 +92,22 @@ def _register(tmp_path):
         "images": [{"id": 1, "width": 400, "height": 400, "file_name": "1.png"}],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
         "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [100, 100, 100, 100],
-             "area": 10000, "iscrowd": 0},  # fmt: skip
-            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [250, 250, 100, 100],
-             "area": 10000, "iscrowd": 0},  # fmt: skip
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [100, 100, 100, 100],
+                "area": 10000,
+                "iscrowd": 0,
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 2,
+                "bbox": [250, 250, 100, 100],
+                "area": 10000,
+                "iscrowd": 0,
+            },
         ],
     }
     (tmp_path / "gt.json").write_text(json.dumps(data))
@@ -111,13 +122,20 @@ def test_evaluator_end_to_end_writes_plots(tmp_path):
         ev = BoxUncertaintyEvaluator(name, output_dir=str(out))
         ev.reset()
         inst = Instances((400, 400))
-        inst.pred_boxes = Boxes(torch.tensor([[102.0, 98.0, 200.0, 204.0],  # class a, IoU ~0.9
-                                              [250.0, 250.0, 330.0, 350.0],  # class b, IoU 0.8
-                                              [0.0, 0.0, 50.0, 50.0]]))  # FP  # fmt: skip
+        inst.pred_boxes = Boxes(
+            torch.tensor(
+                [
+                    [102.0, 98.0, 200.0, 204.0],  # class a, IoU ~0.9
+                    [250.0, 250.0, 330.0, 350.0],  # class b, IoU 0.8
+                    [0.0, 0.0, 50.0, 50.0],
+                ]
+            )
+        )  # FP
         inst.scores = torch.tensor([0.9, 0.8, 0.7])
         inst.pred_classes = torch.tensor([0, 1, 0])
-        inst.pred_boxes_std = torch.tensor([[2.0, 2.0, 1.0, 4.0], [1.0, 1.0, 40.0, 1.0],
-                                            [5.0, 5.0, 5.0, 5.0]])  # fmt: skip
+        inst.pred_boxes_std = torch.tensor(
+            [[2.0, 2.0, 1.0, 4.0], [1.0, 1.0, 40.0, 1.0], [5.0, 5.0, 5.0, 5.0]]
+        )
         inst.pred_ious = torch.tensor([0.85, 0.75, 0.2])
         ev.process([{"image_id": 1}], [{"instances": inst}])
         res = ev.evaluate()["box_uncertainty"]

@@ -1,8 +1,7 @@
 """The box-quality evaluators join any config's COCOEvaluator once."""
 
-from omegaconf import OmegaConf
-
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from omegaconf import OmegaConf
 
 from d2_boxunc.data.register import prepare_dataset
 from d2_boxunc.data.tiny import TINY_VAL
@@ -10,7 +9,9 @@ from d2_boxunc.evaluation import BoxUncertaintyEvaluator, LRPEvaluator, add_box_
 
 
 def _cfg(**dataloader):
-    return OmegaConf.create({"dataloader": {"test": {"dataset": {"names": TINY_VAL}}, **dataloader}})
+    return OmegaConf.create(
+        {"dataloader": {"test": {"dataset": {"names": TINY_VAL}}, **dataloader}}
+    )
 
 
 def test_adds_lrp_and_uncertainty_once(tmp_path):

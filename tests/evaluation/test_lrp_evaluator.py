@@ -9,11 +9,10 @@ import uuid
 import numpy as np
 import pytest
 import torch
-from pycocotools.coco import COCO
-
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import Boxes, Instances
+from pycocotools.coco import COCO
 
 from d2_boxunc.evaluation.lrp_evaluator import LRPEvaluator, compute_lrp, lrp_curve
 
@@ -24,8 +23,10 @@ GT_B1 = [0.0, 200.0, 100.0, 100.0]  # class 2, image 2
 
 def coco_json(path, anns, num_images=2, crowd=()):
     data = {
-        "images": [{"id": i, "width": 400, "height": 400, "file_name": f"{i}.png"}
-                   for i in range(1, num_images + 1)],  # fmt: skip
+        "images": [
+            {"id": i, "width": 400, "height": 400, "file_name": f"{i}.png"}
+            for i in range(1, num_images + 1)
+        ],
         "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
         "annotations": [
             {
@@ -35,7 +36,7 @@ def coco_json(path, anns, num_images=2, crowd=()):
                 "bbox": box,
                 "area": box[2] * box[3],
                 "iscrowd": int(j in crowd),
-            }  # fmt: skip
+            }
             for j, (img, cat, box) in enumerate(anns)
         ],
     }
@@ -72,8 +73,11 @@ def test_perfect_detections_have_zero_error(gt):
 
 
 def test_only_false_positives_give_one(gt):
-    dets = [det(1, 1, [300.0, 300.0, 50.0, 50.0], 0.9), det(2, 2, [300.0, 300.0, 50.0, 50.0], 0.5),
-            det(1, 2, GT_A1, 0.8)]  # right place, wrong class  # fmt: skip
+    dets = [
+        det(1, 1, [300.0, 300.0, 50.0, 50.0], 0.9),
+        det(2, 2, [300.0, 300.0, 50.0, 50.0], 0.5),
+        det(1, 2, GT_A1, 0.8),
+    ]  # right place, wrong class
     s, per_class = summary(gt, dets)
     assert s["oLRP"] == 1.0 and s["oLRP_FN"] == 1.0 and s["LRP"] == 1.0
     assert np.isnan(s["oLRP_loc"]) and np.isnan(s["oLRP_FP"])
@@ -129,8 +133,11 @@ def test_classes_without_ground_truth_are_left_out(tmp_path):
 
 
 def test_crowd_ground_truth_absorbs_detections(tmp_path):
-    gt = load(coco_json(tmp_path / "gt.json", [(1, 1, GT_A1), (1, 1, [200.0, 0.0, 150.0, 150.0])],
-                        crowd=(1,)))  # fmt: skip
+    gt = load(
+        coco_json(
+            tmp_path / "gt.json", [(1, 1, GT_A1), (1, 1, [200.0, 0.0, 150.0, 150.0])], crowd=(1,)
+        )
+    )
     _, (a, _) = summary(gt, [det(1, 1, GT_A1, 0.9), det(1, 1, [210.0, 10.0, 50.0, 50.0], 0.95)])
     assert a.olrp == 0.0 and a.num_gt == 1  # the crowd-matched detection is neither TP nor FP
 
@@ -154,8 +161,11 @@ def _brute_force_olrp(gt_boxes, dets, tau=0.5):
         kept = sorted([d for d in dets if d["score"] >= s], key=lambda d: -d["score"])
         taken, tp, loc = set(), 0, 0.0
         for d in kept:
-            cands = [(iou(d["bbox"], g), j) for j, (img, g) in enumerate(gt_boxes)
-                     if img == d["image_id"] and j not in taken]  # fmt: skip
+            cands = [
+                (iou(d["bbox"], g), j)
+                for j, (img, g) in enumerate(gt_boxes)
+                if img == d["image_id"] and j not in taken
+            ]
             if cands and max(cands)[0] >= tau:
                 v, j = max(cands)
                 taken.add(j)
@@ -173,8 +183,17 @@ def test_agrees_with_brute_force_on_random_scenes(tmp_path):
         for img in (1, 2, 3):
             for _ in range(rng.integers(1, 4)):
                 x, y = rng.uniform(0, 300, 2)
-                gt_boxes.append((img, [float(x), float(y), float(rng.uniform(20, 90)),
-                                       float(rng.uniform(20, 90))]))  # fmt: skip
+                gt_boxes.append(
+                    (
+                        img,
+                        [
+                            float(x),
+                            float(y),
+                            float(rng.uniform(20, 90)),
+                            float(rng.uniform(20, 90)),
+                        ],
+                    )
+                )
         dets = []
         for img, g in gt_boxes:  # jittered copies, some duplicated, plus random false positives
             for _ in range(rng.integers(0, 3)):
@@ -183,8 +202,14 @@ def test_agrees_with_brute_force_on_random_scenes(tmp_path):
                 dets.append(det(img, 1, [float(v) for v in box], float(rng.uniform())))
         for _ in range(4):
             x, y = rng.uniform(0, 300, 2)
-            dets.append(det(int(rng.integers(1, 4)), 1, [float(x), float(y), 40.0, 40.0],
-                            float(rng.uniform())))  # fmt: skip
+            dets.append(
+                det(
+                    int(rng.integers(1, 4)),
+                    1,
+                    [float(x), float(y), 40.0, 40.0],
+                    float(rng.uniform()),
+                )
+            )
         gt = load(coco_json(tmp_path / f"gt{trial}.json", [(i, 1, b) for i, b in gt_boxes], 3))
         _, res = compute_lrp(gt, dets)
         assert res.per_class[0].olrp == pytest.approx(_brute_force_olrp(gt_boxes, dets), abs=1e-9)
@@ -214,7 +239,7 @@ def test_evaluator_end_to_end(tmp_path):
                     [[0, 0, 75, 100], [100, 300, 50, 50], [200, 0, 100, 80]],
                     [0.9, 0.8, 0.7],
                     [0, 0, 0],
-                ),  # fmt: skip
+                ),
                 instances([[0, 200, 60, 100], [300, 300, 50, 50]], [0.95, 0.3], [1, 1]),
             ],
         )

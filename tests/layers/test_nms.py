@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from d2_boxunc import _extension
+from d2_boxunc.layers import _reference as ref
 from d2_boxunc.layers import (
     batched_iou_guided_nms,
     batched_kl_nms,
@@ -14,9 +15,7 @@ from d2_boxunc.layers import (
     soft_nms,
     var_voting,
 )
-from d2_boxunc.layers import _reference as ref
 from tests.conftest import cpu_and_cuda
-
 
 SEEDS = range(9)
 DTYPES = (torch.float32, torch.float64)
@@ -96,8 +95,13 @@ def test_kl_nms_grid_pruning_misses_no_overlap(soft, vote_iou_threshold, dtype):
     """kl_nms prunes the same way, unless a negative vote threshold lets every box vote."""
     for seed in range(4):
         boxes, scores, log_vars = wide_range_boxes(seed, dtype)
-        kw = dict(iou_threshold=0.5, score_threshold=0.01, sigma_t=0.02, soft=soft,
-                  vote_iou_threshold=vote_iou_threshold)  # fmt: skip
+        kw = dict(
+            iou_threshold=0.5,
+            score_threshold=0.01,
+            sigma_t=0.02,
+            soft=soft,
+            vote_iou_threshold=vote_iou_threshold,
+        )
         keep, voted, out = kl_nms(boxes, scores, log_vars, **kw)
         keep_ref, voted_ref, out_ref = ref.kl_nms(boxes, scores, log_vars, **kw)
         assert torch.equal(keep, keep_ref), seed

@@ -14,7 +14,6 @@ from d2_boxunc.layers._reference import prroi_pool as reference
 from d2_boxunc.modeling.poolers import PrRoIPooler
 from tests.conftest import cpu_and_cuda
 
-
 # (batch, x1, y1, x2, y2) in image coordinates, for a 2x2x6x7 map at spatial_scale 0.5 (image
 # 14x12): off the integer grid, crossing the border, smaller than a cell, partly and entirely
 # outside the map.
@@ -83,13 +82,11 @@ def test_kernel_matches_reference(dtype, rtol, aligned):
         assert a.dtype == dtype
         scale = e.abs().max().item()
         torch.testing.assert_close(
-            a.double(), e, rtol=rtol, atol=rtol * scale, msg=lambda m: f"{name}: {m}"
+            a.double(), e, rtol=rtol, atol=rtol * scale, msg=lambda m, name=name: f"{name}: {m}"
         )
 
 
-@pytest.mark.parametrize(
-    "layout", ["contiguous", "channels_last", "strided"], ids=lambda v: v
-)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"], ids=lambda v: v)
 def test_memory_layouts_agree_with_reference(layout):
     """The CPU kernels work per image on (H, W, 16) slices of 16-channel groups, made by 4 x 4
     transposes in 16 x 16 tiles: 35 channels leave a partial group, 37 x 45 maps partial tiles;

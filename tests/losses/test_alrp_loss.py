@@ -180,10 +180,21 @@ def test_grid_bucketize_equals_search():
     u[200:203] = u.max()  # the top cell crowded too
     u[203:206] = u.min()  # and the bottom one
     edges = torch.sort(torch.cat([u - 1, u + 1])).values
-    v = torch.cat([torch.randn(20000, generator=g, dtype=torch.float64) * 3, edges,
-                   edges.nextafter(edges + 1), edges.nextafter(edges - 1)])  # fmt: skip
-    v = torch.cat([v, edges[-1] + torch.rand(100, generator=g, dtype=torch.float64) * 5,
-                   edges[0] - torch.rand(100, generator=g, dtype=torch.float64) * 5])  # fmt: skip
+    v = torch.cat(
+        [
+            torch.randn(20000, generator=g, dtype=torch.float64) * 3,
+            edges,
+            edges.nextafter(edges + 1),
+            edges.nextafter(edges - 1),
+        ]
+    )
+    v = torch.cat(
+        [
+            v,
+            edges[-1] + torch.rand(100, generator=g, dtype=torch.float64) * 5,
+            edges[0] - torch.rand(100, generator=g, dtype=torch.float64) * 5,
+        ]
+    )
     assert torch.equal(_bucketize(v, edges), torch.bucketize(v, edges))
     v32, e32 = v.float(), edges.float()
     assert torch.equal(_bucketize(v32, e32), torch.bucketize(v32, e32))
@@ -222,8 +233,14 @@ def test_band_kernel_buckets_equal_bucketize(dtype, layout):
     elif layout == "all_equal":
         u[:] = 0.3
     e = _band_edges(u, dtype)
-    v = torch.cat([torch.randn(20000, generator=g, dtype=torch.float64) * 3, e.double(),
-                   e.double() + 40, e.double() - 40]).to(dtype)  # fmt: skip
+    v = torch.cat(
+        [
+            torch.randn(20000, generator=g, dtype=torch.float64) * 3,
+            e.double(),
+            e.double() + 40,
+            e.double() - 40,
+        ]
+    ).to(dtype)
     v = torch.cat([v, e, e.nextafter(e + 1), e.nextafter(e - 1)])
     y = torch.zeros(v.numel(), dtype=torch.int8)
     y[::7] = 1  # not negatives: skipped
@@ -231,7 +248,9 @@ def test_band_kernel_buckets_equal_bucketize(dtype, layout):
     neg = v[y == 0]
     ref_bucket = torch.bucketize(neg, e)
     ref_cnt = torch.bincount(ref_bucket, minlength=e.numel() + 1).double()
-    ref_tot = torch.zeros(e.numel() + 1, dtype=torch.float64).index_add_(0, ref_bucket, neg.double())
+    ref_tot = torch.zeros(e.numel() + 1, dtype=torch.float64).index_add_(
+        0, ref_bucket, neg.double()
+    )
     assert torch.equal(cnt[:-1], ref_cnt) and cnt[-1] == 0
     torch.testing.assert_close(tot, ref_tot, atol=1e-9, rtol=1e-12)
     # gradient pass: the bucket's affine function on negatives, 0 elsewhere

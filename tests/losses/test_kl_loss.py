@@ -92,7 +92,11 @@ def test_without_clamp_values_in_range_stay_finite(d, alpha):
     a = torch.tensor([alpha], requires_grad=True)
     loss = kl_loss(pred, a, torch.zeros(1))
     loss.sum().backward()
-    assert torch.isfinite(loss).all() and torch.isfinite(pred.grad).all() and torch.isfinite(a.grad).all()
+    assert (
+        torch.isfinite(loss).all()
+        and torch.isfinite(pred.grad).all()
+        and torch.isfinite(a.grad).all()
+    )
 
 
 def test_clamp_is_straight_through():

@@ -20,7 +20,9 @@ def test_deltas_follow_the_corner_formula():
     tgt = torch.tensor([[12.0, 16.0, 60.0, 100.0]])
     deltas = t.get_deltas(src, tgt)
     # w = 40, h = 80, weight 10 on every coordinate
-    torch.testing.assert_close(deltas, torch.tensor([[10 * 2 / 40, 10 * -4 / 80, 10 * 10 / 40, 0.0]]))
+    torch.testing.assert_close(
+        deltas, torch.tensor([[10 * 2 / 40, 10 * -4 / 80, 10 * 10 / 40, 0.0]])
+    )
 
 
 @settings(max_examples=50, deadline=None)
@@ -51,7 +53,9 @@ def test_decode_clamps_normalised_deltas():
 
 def test_inverted_decodes_are_allowed():
     t = Box2BoxTransformXYXY()
-    out = t.apply_deltas(torch.tensor([[20.0, 0.0, -20.0, 0.0]]), torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
+    out = t.apply_deltas(
+        torch.tensor([[20.0, 0.0, -20.0, 0.0]]), torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    )
     assert out[0, 2] < out[0, 0]
 
 

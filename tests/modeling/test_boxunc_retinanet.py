@@ -6,7 +6,6 @@ import os
 
 import pytest
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import LazyConfig, instantiate
 from detectron2.structures import Boxes, Instances
@@ -115,12 +114,22 @@ def test_atss_labelling_uses_per_level_anchors(model_cfg, monkeypatch):
             return Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)(iou)
 
     m = _build(model_cfg)
-    anchors = [Boxes(torch.tensor([[0, 0, 40, 40], [50, 50, 90, 90.0]])),
-               Boxes(torch.tensor([[0, 0, 80, 80.0]]))]  # fmt: skip
-    gts = [Instances((100, 100), gt_boxes=Boxes(torch.tensor([[0, 0, 40, 44.0]])),
-                     gt_classes=torch.tensor([2])),
-           Instances((100, 100), gt_boxes=Boxes(torch.zeros(0, 4)),
-                     gt_classes=torch.zeros(0, dtype=torch.long))]  # fmt: skip
+    anchors = [
+        Boxes(torch.tensor([[0, 0, 40, 40], [50, 50, 90, 90.0]])),
+        Boxes(torch.tensor([[0, 0, 80, 80.0]])),
+    ]
+    gts = [
+        Instances(
+            (100, 100),
+            gt_boxes=Boxes(torch.tensor([[0, 0, 40, 44.0]])),
+            gt_classes=torch.tensor([2]),
+        ),
+        Instances(
+            (100, 100),
+            gt_boxes=Boxes(torch.zeros(0, 4)),
+            gt_classes=torch.zeros(0, dtype=torch.long),
+        ),
+    ]
     expected = m.label_anchors(anchors, gts)
     monkeypatch.setattr(mod, "_atss_matcher_class", lambda: StubATSS)
     m.anchor_matcher = StubATSS()
@@ -188,8 +197,9 @@ def test_yacs_config_builds_the_model():
 def _sb_worker(rank, world, port, values, out):
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)  # fmt: skip
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         m = torch.nn.Module()
         for name, v in (("sb_weight", 50.0), ("sb_cls_sum", 0.0), ("sb_loc_sum", 0.0)):

@@ -6,8 +6,6 @@ import os
 
 import pytest
 import torch
-from fvcore.nn import giou_loss as fvcore_giou_loss
-
 from detectron2.config import LazyConfig, get_cfg, instantiate
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_proposal_generator, build_roi_heads
@@ -18,6 +16,7 @@ from detectron2.modeling.proposal_generator import RPN, StandardRPNHead
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from fvcore.nn import giou_loss as fvcore_giou_loss
 
 from d2_boxunc.config import add_boxunc_config, to_synthetic
 from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
@@ -85,9 +84,12 @@ def test_giou_matches_detectron2_builtin_and_other_types_fall_back():
     for loss_type, beta in [("giou", 0.0), ("smooth_l1", 1.0), ("diou", 0.0)]:
         ours = make_predictor(loss_type, smooth_l1_beta=beta, iou_loss_weight=1.0)
         ref = FastRCNNOutputLayers(
-            ShapeSpec(channels=FEAT), box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
-            num_classes=K, box_reg_loss_type=loss_type, smooth_l1_beta=beta,
-        )  # fmt: skip
+            ShapeSpec(channels=FEAT),
+            box2box_transform=Box2BoxTransform(weights=(10, 10, 5, 5)),
+            num_classes=K,
+            box_reg_loss_type=loss_type,
+            smooth_l1_beta=beta,
+        )
         ref.load_state_dict(ours.state_dict())
         with EventStorage():
             a = ours.losses(ours(x), proposals)["loss_box_reg"]

@@ -3,8 +3,6 @@ oracle head), inference with every stage on/off, empty images, batching, yacs wi
 
 import pytest
 import torch
-from torch import nn
-
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
@@ -13,6 +11,7 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers, build_roi_heads
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
+from torch import nn
 
 from d2_boxunc.config import add_boxunc_config
 from d2_boxunc.modeling.poolers import PrRoIPooler
@@ -102,8 +101,13 @@ def test_iou_head_losses_and_gradients():
     torch.testing.assert_close(g, expected)
     torch.testing.assert_close(head.predict_iou(raw.detach()), raw.detach() * 0.5 + 0.5)
 
-    bce = IoUHead(ShapeSpec(channels=2, height=2, width=2), num_classes=K, fc_dims=[4],
-                  loss_type="bce", loss_weight=2.0)  # fmt: skip
+    bce = IoUHead(
+        ShapeSpec(channels=2, height=2, width=2),
+        num_classes=K,
+        fc_dims=[4],
+        loss_type="bce",
+        loss_weight=2.0,
+    )
     loss = bce.losses(raw, classes, target)
     (g,) = torch.autograd.grad(loss, raw)
     sel = torch.tensor([0.9, 0.3])
@@ -111,8 +115,9 @@ def test_iou_head_losses_and_gradients():
     assert g[0, :2].abs().sum() == 0
     torch.testing.assert_close(bce.predict_iou(raw.detach()), raw.detach().sigmoid())
 
-    empty = head.losses(torch.zeros(0, K, requires_grad=True), torch.zeros(0, dtype=torch.long),
-                        torch.zeros(0))  # fmt: skip
+    empty = head.losses(
+        torch.zeros(0, K, requires_grad=True), torch.zeros(0, dtype=torch.long), torch.zeros(0)
+    )
     assert empty.item() == 0 and empty.requires_grad
     with pytest.raises(ValueError, match="loss_type"):
         IoUHead(ShapeSpec(channels=2, height=2, width=2), num_classes=K, loss_type="l2")
@@ -121,8 +126,9 @@ def test_iou_head_losses_and_gradients():
 # ---- ROI heads -------------------------------------------------------------------------------
 def make_heads(iou_head=None, iou_pooler=None, **kwargs):
     torch.manual_seed(0)
-    box_head = FastRCNNConvFCHead(ShapeSpec(channels=C, height=7, width=7), conv_dims=[],
-                                  fc_dims=[32])  # fmt: skip
+    box_head = FastRCNNConvFCHead(
+        ShapeSpec(channels=C, height=7, width=7), conv_dims=[], fc_dims=[32]
+    )
     return IoUNetROIHeads(
         num_classes=K,
         batch_size_per_image=32,
@@ -137,12 +143,10 @@ def make_heads(iou_head=None, iou_pooler=None, **kwargs):
             num_classes=K,
             test_score_thresh=0.05,
             test_topk_per_image=50,
-        ),  # fmt: skip
+        ),
         iou_pooler=iou_pooler or PrRoIPooler(7, SCALES),
         iou_head=iou_head
-        or IoUHead(
-            ShapeSpec(channels=C, height=7, width=7), num_classes=K, fc_dims=[32, 32]
-        ),  # fmt: skip
+        or IoUHead(ShapeSpec(channels=C, height=7, width=7), num_classes=K, fc_dims=[32, 32]),
         iou_roi_generator=IoURoIGenerator(num_samples=64, seed=0),
         **kwargs,
     )
@@ -325,17 +329,26 @@ def test_refinement_with_oracle_head_raises_true_iou():
     gt = torch.tensor([30.0, 26.0, 80.0, 90.0])
     ramp = torch.stack(torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="xy"))
     heads = make_heads(
-        iou_head=OracleIoUHead(gt), iou_pooler=PrRoIPooler(7, (1.0,), aligned=False),
-        refine_lambda=0.5, refine_steps=5,
-    )  # fmt: skip
-    jitter = torch.tensor([[6.0, -5.0, 8.0, 4.0], [-7.0, 4.0, -6.0, -8.0], [5.0, 6.0, 3.0, 9.0],
-                           [-4.0, -6.0, 9.0, -3.0]])  # fmt: skip
+        iou_head=OracleIoUHead(gt),
+        iou_pooler=PrRoIPooler(7, (1.0,), aligned=False),
+        refine_lambda=0.5,
+        refine_steps=5,
+    )
+    jitter = torch.tensor(
+        [
+            [6.0, -5.0, 8.0, 4.0],
+            [-7.0, 4.0, -6.0, -8.0],
+            [5.0, 6.0, 3.0, 9.0],
+            [-4.0, -6.0, 9.0, -3.0],
+        ]
+    )
     boxes = gt + jitter
     with torch.no_grad():
         start = pairwise_iou(Boxes(boxes), Boxes(gt[None]))[:, 0]
         torch.testing.assert_close(heads.predict_ious([ramp[None]], [boxes], torch.zeros(4)), start)
-        refined, pred = heads.refine_boxes([ramp[None]], [boxes], [torch.zeros(4, dtype=torch.long)],
-                                           [(128, 128)])  # fmt: skip
+        refined, pred = heads.refine_boxes(
+            [ramp[None]], [boxes], [torch.zeros(4, dtype=torch.long)], [(128, 128)]
+        )
     end = pairwise_iou(Boxes(refined[0]), Boxes(gt[None]))[:, 0]
     torch.testing.assert_close(pred[0], end, atol=1e-4, rtol=1e-4)
     assert (end > start + 0.02).all(), (start, end)
@@ -366,8 +379,9 @@ def test_yacs_builds_iou_net_heads():
 
 
 def test_class_agnostic_iou_head_inference():
-    head = IoUHead(ShapeSpec(channels=C, height=7, width=7), num_classes=K, fc_dims=[16],
-                   class_agnostic=True)  # fmt: skip
+    head = IoUHead(
+        ShapeSpec(channels=C, height=7, width=7), num_classes=K, fc_dims=[16], class_agnostic=True
+    )
     assert head.fc_iou.out_features == 1
     heads = make_heads(iou_head=head).eval()
     with torch.no_grad():

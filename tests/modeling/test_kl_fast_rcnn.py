@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
@@ -98,7 +97,7 @@ def clustered_predictions(pred, n_images=2, seed=0):
     """Predictions on proposals that form overlapping clusters, so NMS and voting matter."""
     g = torch.Generator().manual_seed(seed)
     proposals = []
-    for i in range(n_images):
+    for _ in range(n_images):
         centres = torch.rand(3, 2, generator=g) * 60 + 20
         boxes = []
         for c in centres:

@@ -26,8 +26,6 @@ import math
 
 import torch
 import torch.distributed as dist
-from torch.nn import functional as F
-
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
@@ -35,6 +33,7 @@ from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.structures import Boxes
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
+from torch.nn import functional as F
 
 from d2_boxunc.losses.alrp_loss import alrp_cls, alrp_loc, ap_loss
 
@@ -184,8 +183,12 @@ class BoxUncRetinaNet(RetinaNet):
         for gt in gt_instances:
             if len(gt) == 0:
                 gt_labels.append(
-                    torch.full((len(all_anchors),), self.num_classes, dtype=torch.long,
-                               device=all_anchors.device)  # fmt: skip
+                    torch.full(
+                        (len(all_anchors),),
+                        self.num_classes,
+                        dtype=torch.long,
+                        device=all_anchors.device,
+                    )
                 )
                 matched_gt_boxes.append(torch.zeros_like(all_anchors.tensor))
                 continue
@@ -218,18 +221,27 @@ class BoxUncRetinaNet(RetinaNet):
         if self.cls_loss_type == "ap":
             loss_cls = ap_loss(logits, labels, delta=self.ranking_delta, impl=self.ranking_impl)
             loss_box = _dense_box_regression_loss(
-                anchors, self.box2box_transform, pred_anchor_deltas, [b for b in gt_boxes],
-                pos_mask, box_reg_loss_type="smooth_l1", smooth_l1_beta=self.smooth_l1_beta,
-            ) / max(4 * num_pos, 1)  # fmt: skip
+                anchors,
+                self.box2box_transform,
+                pred_anchor_deltas,
+                [b for b in gt_boxes],
+                pos_mask,
+                box_reg_loss_type="smooth_l1",
+                smooth_l1_beta=self.smooth_l1_beta,
+            ) / max(4 * num_pos, 1)
             storage.put_scalar("ap_loss/cls", float(loss_cls.detach()))
             storage.put_scalar("ap_loss/loc", float(loss_box.detach()))
             return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
 
         loc_err = self._loc_error(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
         loss_cls, rank, order = alrp_cls(
-            logits, labels, loc_err, delta=self.ranking_delta, eps=self.alrp_eps,
+            logits,
+            labels,
+            loc_err,
+            delta=self.ranking_delta,
+            eps=self.alrp_eps,
             impl=self.ranking_impl,
-        )  # fmt: skip
+        )
         if num_pos == 0:  # keep every regression parameter in the graph (DDP)
             loss_loc = cat(pred_anchor_deltas, dim=1).sum() * 0
         else:

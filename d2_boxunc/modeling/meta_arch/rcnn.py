@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
 
@@ -30,8 +29,9 @@ class BoxUncRCNN(GeneralizedRCNN):
             width = inputs.get("width", r.image_size[1])
             if r.has("pred_boxes_std"):
                 sx, sy = float(width) / r.image_size[1], float(height) / r.image_size[0]
-                scale = torch.tensor([sx, sy, sx, sy], dtype=r.pred_boxes_std.dtype,
-                                     device=r.pred_boxes_std.device)  # fmt: skip
+                scale = torch.tensor(
+                    [sx, sy, sx, sy], dtype=r.pred_boxes_std.dtype, device=r.pred_boxes_std.device
+                )
                 r.pred_boxes_std = r.pred_boxes_std * scale
             processed.append({"instances": detector_postprocess(r, height, width)})
         return processed

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import smooth_l1_loss
-from torch import Tensor
-
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, RPN
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
+from fvcore.nn import smooth_l1_loss
+from torch import Tensor
 
 from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
 from d2_boxunc.modeling.roi_heads.iou_loss_fast_rcnn import log_iou_stats

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from fvcore.nn import weight_init
-from torch import Tensor, nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
+from fvcore.nn import weight_init
+from torch import Tensor, nn
 
 from d2_boxunc.modeling.roi_heads.registry import ROI_IOU_HEAD_REGISTRY
 

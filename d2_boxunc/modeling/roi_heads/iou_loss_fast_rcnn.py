@@ -8,13 +8,12 @@ for yacs configs (``MODEL.ROI_HEADS.NAME: IoULossROIHeads``). Spec: ALGORITHMS.m
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.utils.events import get_event_storage
+from torch import Tensor
 
 from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
 
@@ -97,8 +96,13 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
         if fg.numel() == 0:  # still attached to the graph so DDP sees every parameter used
             return pred_deltas.sum() * 0.0
         pred_boxes = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg])
-        loss = iou_loss(pred_boxes, gt_boxes[fg], mode=self.box_reg_loss_type,
-                        eps=self.iou_loss_eps, reduction="sum")  # fmt: skip
+        loss = iou_loss(
+            pred_boxes,
+            gt_boxes[fg],
+            mode=self.box_reg_loss_type,
+            eps=self.iou_loss_eps,
+            reduction="sum",
+        )
         log_iou_stats("fast_rcnn", pred_boxes, gt_boxes[fg])
         # Divided by all sampled RoIs, not only foreground ones (see the parent's comment).
         return loss / max(gt_classes.numel(), 1)

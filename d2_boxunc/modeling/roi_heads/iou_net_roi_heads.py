@@ -31,14 +31,13 @@ import copy
 import logging
 
 import torch
-from torch import Tensor, nn
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, cat, nonzero_tuple
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
+from torch import Tensor, nn
 
 from d2_boxunc.layers import batched_iou_guided_nms
 from d2_boxunc.modeling.poolers import PrRoIPooler
@@ -116,8 +115,11 @@ class IoUNetROIHeads(StandardROIHeads):
         if refine_steps < 0 or test_pre_refine_topk <= 0:
             raise ValueError("refine_steps must be >= 0 and test_pre_refine_topk > 0")
         if refine and not isinstance(iou_pooler, PrRoIPooler):
-            logger.warning("IoUNetROIHeads: refinement needs a PrRoIPooler as iou_pooler to get "
-                           "useful coordinate gradients, got %s", type(iou_pooler).__name__)  # fmt: skip
+            logger.warning(
+                "IoUNetROIHeads: refinement needs a PrRoIPooler as iou_pooler to get "
+                "useful coordinate gradients, got %s",
+                type(iou_pooler).__name__,
+            )
         self.iou_in_features = list(iou_in_features or self.box_in_features)
         self.iou_pooler = iou_pooler
         self.iou_head = iou_head
@@ -155,7 +157,7 @@ class IoUNetROIHeads(StandardROIHeads):
                 pre_sample=h.PRE_SAMPLE,
                 min_iou=h.MIN_IOU,
                 seed=h.SEED,
-            ),  # fmt: skip
+            ),
             test_iou_head=h.TEST_ON,
             test_nms_type=h.NMS_TYPE,
             test_nms_key=h.NMS_KEY,
@@ -247,9 +249,11 @@ class IoUNetROIHeads(StandardROIHeads):
         boxes = self.box_predictor.predict_boxes(predictions, proposals)
         scores = self.box_predictor.predict_probs(predictions, proposals)
         return self.iou_net_inference(
-            [features[f] for f in self.iou_in_features], boxes, scores,
+            [features[f] for f in self.iou_in_features],
+            boxes,
+            scores,
             [p.image_size for p in proposals],
-        )  # fmt: skip
+        )
 
     def predict_ious(self, features: list[Tensor], boxes: list[Tensor], classes: Tensor) -> Tensor:
         """Predicted IoU (in [0, 1]) of each box for its class.
@@ -312,9 +316,13 @@ class IoUNetROIHeads(StandardROIHeads):
             c_ious = ious[e_index, col]
             if self.test_nms_type == "iou_guided":
                 keep, out_scores = batched_iou_guided_nms(
-                    c_boxes, c_scores, c_ious, c_classes, self.box_predictor.test_nms_thresh,
+                    c_boxes,
+                    c_scores,
+                    c_ious,
+                    c_classes,
+                    self.box_predictor.test_nms_thresh,
                     multiply_cls=self.test_nms_key == "cls_x_iou",
-                )  # fmt: skip
+                )
             else:
                 keep = batched_nms(c_boxes, c_scores, c_classes, self.box_predictor.test_nms_thresh)
                 out_scores = c_scores[keep]
@@ -384,8 +392,9 @@ class IoUNetROIHeads(StandardROIHeads):
             feats = [f.detach().clone(memory_format=torch.channels_last) for f in features]
             B = cat([b.detach().float() for b in boxes]).clone()
             C = cat(list(classes)).clone()
-            img = torch.repeat_interleave(torch.arange(num_images, device=device),
-                                          torch.tensor(counts, device=device))  # fmt: skip
+            img = torch.repeat_interleave(
+                torch.arange(num_images, device=device), torch.tensor(counts, device=device)
+            )
             hw = torch.tensor(image_sizes, dtype=B.dtype, device=device)[img]
             levels = self._fixed_levels(B)
             # work in level-sorted order (stable: image order kept inside a level)
@@ -399,8 +408,9 @@ class IoUNetROIHeads(StandardROIHeads):
                 rois = torch.cat([img[idx].to(b.dtype)[:, None], b], dim=1)
                 pooled = [
                     self._level_pool(lvl, feats[lvl], r)
-                    for lvl, r in enumerate(rois.split(per_level)) if r.shape[0]
-                ]  # fmt: skip
+                    for lvl, r in enumerate(rois.split(per_level))
+                    if r.shape[0]
+                ]
                 raw = self.iou_head(torch.cat(pooled))
                 iou = self.iou_head.predict_iou(self.iou_head.select(raw, C[idx]))
                 if not with_grad:
@@ -435,9 +445,12 @@ class IoUNetROIHeads(StandardROIHeads):
         if len(pooler.level_poolers) == 1:
             return torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
         return assign_boxes_to_levels(
-            [Boxes(boxes)], pooler.min_level, pooler.max_level, pooler.canonical_box_size,
+            [Boxes(boxes)],
+            pooler.min_level,
+            pooler.max_level,
+            pooler.canonical_box_size,
             pooler.canonical_level,
-        )  # fmt: skip
+        )
 
     def _level_pool(self, level: int, feature: Tensor, rois: Tensor) -> Tensor:
         return self.iou_pooler.level_poolers[level](feature, rois)

@@ -24,10 +24,9 @@ import functools
 import math
 
 import torch
-from torch import Tensor, nn
-
 from detectron2.structures import Boxes, pairwise_iou
 from detectron2.utils import comm
+from torch import Tensor, nn
 
 __all__ = ["IoURoIGenerator", "build_jitter_lattice", "SAMPLERS"]
 
@@ -172,8 +171,11 @@ class IoURoIGenerator(nn.Module):
         """One image: see :class:`IoURoIGenerator`."""
         device = gt_boxes.device
         if gt_boxes.shape[0] == 0:
-            return (gt_boxes.new_zeros((0, 4)), gt_boxes.new_zeros((0,)),
-                    gt_classes.new_zeros((0,)))  # fmt: skip
+            return (
+                gt_boxes.new_zeros((0, 4)),
+                gt_boxes.new_zeros((0,)),
+                gt_classes.new_zeros((0,)),
+            )
         gt_boxes = gt_boxes.detach().float()
         transforms = self.transforms.cpu()
         if self.sampler == "per_image":
@@ -184,9 +186,11 @@ class IoURoIGenerator(nn.Module):
                 [self._draw_from_bins(self.per_iou) for _ in range(gt_boxes.shape[0])]
             )  # (G, T); equal T per GT since every bin has >= per_iou members or gives all
             cand = torch.cat(
-                [apply_jitter(gt_boxes[g : g + 1].cpu(), transforms[idx[g]])[0]
-                 for g in range(gt_boxes.shape[0])]
-            )  # fmt: skip
+                [
+                    apply_jitter(gt_boxes[g : g + 1].cpu(), transforms[idx[g]])[0]
+                    for g in range(gt_boxes.shape[0])
+                ]
+            )
         cand = cand[self._subsample(cand.shape[0], self.num_samples)].to(device)
         rois = Boxes(cand)
         rois.clip(image_size)
@@ -207,5 +211,7 @@ class IoURoIGenerator(nn.Module):
         return [self.sample_image(b, c, s) for b, c, s in zip(gt_boxes, gt_classes, image_sizes)]
 
     def extra_repr(self) -> str:
-        return (f"sampler={self.sampler}, num_samples={self.num_samples}, per_iou={self.per_iou}, "
-                f"min_iou={self.min_iou}, bin_counts={self.bin_counts}")  # fmt: skip
+        return (
+            f"sampler={self.sampler}, num_samples={self.num_samples}, per_iou={self.per_iou}, "
+            f"min_iou={self.min_iou}, bin_counts={self.bin_counts}"
+        )

@@ -8,10 +8,8 @@ Spec: ALGORITHMS.md §1.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat, nonzero_tuple
+from detectron2.layers import ShapeSpec, nonzero_tuple
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import (
     FastRCNNOutputLayers,
@@ -19,6 +17,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import (
 )
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
+from torch import Tensor, nn
 
 from d2_boxunc.layers import batched_kl_nms
 from d2_boxunc.losses import kl_loss
@@ -83,14 +82,19 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
             variance_space: ``"delta"`` votes with alpha as predicted (both references);
                 ``"pixel"`` converts it to pixels with the proposal size first.
         """
-        super().__init__(input_shape, box2box_transform=box2box_transform, num_classes=num_classes,
-                         **kwargs)  # fmt: skip
+        super().__init__(
+            input_shape, box2box_transform=box2box_transform, num_classes=num_classes, **kwargs
+        )
         if len(box2box_transform.weights) != 4:
             raise ValueError("KLFastRCNNOutputLayers supports 4-coordinate boxes only")
         if test_nms_method not in NMS_METHODS:
-            raise ValueError(f"test_nms_method must be one of {NMS_METHODS}, got {test_nms_method!r}")
+            raise ValueError(
+                f"test_nms_method must be one of {NMS_METHODS}, got {test_nms_method!r}"
+            )
         if variance_space not in VARIANCE_SPACES:
-            raise ValueError(f"variance_space must be one of {VARIANCE_SPACES}, got {variance_space!r}")
+            raise ValueError(
+                f"variance_space must be one of {VARIANCE_SPACES}, got {variance_space!r}"
+            )
         for name, value in (("sigma_t", sigma_t), ("soft_nms_sigma", soft_nms_sigma)):
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value}")
@@ -112,7 +116,9 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         kl = cfg.MODEL.ROI_BOX_HEAD.KL
         ret.update(
-            box2box_transform=Box2BoxTransformXYXY(weights=kl.BBOX_REG_WEIGHTS, clamp=kl.DELTA_CLAMP),
+            box2box_transform=Box2BoxTransformXYXY(
+                weights=kl.BBOX_REG_WEIGHTS, clamp=kl.DELTA_CLAMP
+            ),
             logvar_init_std=kl.LOGVAR_INIT_STD,
             kl_smooth_l1_beta=kl.SMOOTH_L1_BETA,
             alpha_clamp=tuple(kl.ALPHA_CLAMP) or None,
@@ -149,8 +155,14 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         if fg.numel() == 0:  # still attached to the graph so DDP sees every parameter used
             return (pred_deltas.sum() + log_vars.sum()) * 0.0
         targets = self.box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])
-        loss = kl_loss(fg_deltas, fg_log_vars, targets, beta=self.kl_smooth_l1_beta,
-                       reduction="sum", alpha_clamp=self.alpha_clamp)  # fmt: skip
+        loss = kl_loss(
+            fg_deltas,
+            fg_log_vars,
+            targets,
+            beta=self.kl_smooth_l1_beta,
+            reduction="sum",
+            alpha_clamp=self.alpha_clamp,
+        )
         self._log_variance_stats(fg_log_vars.detach())
         return loss / max(gt_classes.numel(), 1)
 
@@ -199,7 +211,9 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
     def _inference_single_image(self, boxes, scores, log_vars, proposal_boxes, image_shape):
         num_reg = boxes.shape[1] // 4
         valid = (
-            torch.isfinite(boxes).all(1) & torch.isfinite(scores).all(1) & torch.isfinite(log_vars).all(1)
+            torch.isfinite(boxes).all(1)
+            & torch.isfinite(scores).all(1)
+            & torch.isfinite(log_vars).all(1)
         )
         if not valid.all():
             boxes, scores, log_vars = boxes[valid], scores[valid], log_vars[valid]
@@ -210,9 +224,13 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
 
         if self.test_nms_method == "hard" and not self.test_var_voting:
             result, rows = fast_rcnn_inference_single_image(
-                boxes, scores, image_shape, self.test_score_thresh, self.test_nms_thresh,
+                boxes,
+                scores,
+                image_shape,
+                self.test_score_thresh,
+                self.test_nms_thresh,
                 self.test_topk_per_image,
-            )  # fmt: skip
+            )
             cls = result.pred_classes if num_reg > 1 else torch.zeros_like(result.pred_classes)
             alpha = log_vars[rows, cls]
         else:
@@ -270,4 +288,3 @@ class KLROIHeads(StandardROIHeads):
         ret = super()._init_box_head(cfg, input_shape)
         ret["box_predictor"] = KLFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
         return ret
-
