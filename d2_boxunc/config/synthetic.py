@@ -13,7 +13,7 @@ What changes, and why it is generic:
 - FC widths of 1024 (box/IoU heads) become :data:`FC_DIM`;
 - every ``num_classes`` becomes the synthetic class count;
 - anchors fit objects of 30-160 px, inputs are ~256 px, sampling counts are reduced;
-- data: ``boxunc_synth_train`` / ``boxunc_synth_val``, COCO evaluation with the Python COCOeval;
+- data: ``boxunc_synth_train`` / ``boxunc_synth_val``;
 - schedule: :data:`MAX_ITER` iterations of AdamW (lr 1e-3) with warm-up and two steps, on ``train.device="cpu"``.
 """
 
@@ -168,7 +168,6 @@ def _synthetic_data(cfg: DictConfig) -> None:
     evaluator = dl.get("evaluator", None)
     if evaluator is not None:
         evaluator.dataset_name = TEST_DATASET
-        evaluator.use_fast_impl = False
 
 
 def _schedule(cfg: DictConfig, max_iter: int) -> None:

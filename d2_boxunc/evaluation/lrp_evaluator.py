@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import logging
 import os
@@ -33,6 +32,8 @@ from detectron2.utils.file_io import PathManager
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from tabulate import tabulate
+
+from .coco_evaluator import coco_results_from
 
 __all__ = ["LRPEvaluator", "LRPResult", "ClassLRP", "compute_lrp", "lrp_curve"]
 
@@ -228,11 +229,7 @@ class LRPEvaluator(COCOEvaluator):
         return
 
     def _eval_predictions(self, predictions, img_ids=None):
-        coco_results = list(itertools.chain(*[x["instances"] for x in predictions]))
-        if hasattr(self._metadata, "thing_dataset_id_to_contiguous_id"):
-            reverse = {v: k for k, v in self._metadata.thing_dataset_id_to_contiguous_id.items()}
-            for r in coco_results:
-                r["category_id"] = reverse[r["category_id"]]
+        coco_results = coco_results_from(predictions, self._metadata)
         if not self._do_evaluation:
             self._logger.info("Annotations are not available for LRP evaluation.")
             return
