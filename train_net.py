@@ -6,8 +6,11 @@ Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
     python train_net.py --config-file configs/Baselines/faster_rcnn_R_50_FPN_1x.py --num-gpus 8
     python train_net.py --config-file X.py --eval-only train.init_checkpoint=model_final.pth
     python train_net.py --config-file X.py --synthetic          # CPU-sized run on synthetic data
+    python train_net.py --config-file X.py --train-coco TRAIN.json IMGS --test-coco VAL.json IMGS
 
 ``--synthetic`` applies :func:`d2_boxunc.config.to_synthetic` before the ``key=value`` overrides.
+``--train-coco`` / ``--test-coco`` train and evaluate on your own COCO-format json (after
+``--synthetic``, before the overrides; :func:`d2_boxunc.config.own_data.use_own_data`).
 On a machine without a GPU, ``--num-gpus N`` starts N CPU worker processes (gloo backend).
 The config file must define ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier`` and
 ``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``; oLRP (and, for models that
@@ -37,7 +40,12 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import d2_boxunc  # noqa: F401  (fills registries before any config is built)
-from d2_boxunc.config.cli import ConfigError, check_datasets, load_config
+from d2_boxunc.config.cli import (
+    ConfigError,
+    add_own_data_arguments,
+    check_datasets,
+    load_config,
+)
 from d2_boxunc.evaluation.build import add_box_quality_evaluators
 
 logger = logging.getLogger("d2_boxunc")
@@ -110,9 +118,42 @@ def do_train(args, cfg) -> None:
     trainer.train(start_iter, cfg.train.max_iter)
 
 
+def _check_classes_agree(cfg, args) -> None:
+    """Training with ``--test-coco`` alone: the config's training set must have its classes."""
+    if args.eval_only or args.test_coco is None or args.train_coco is not None:
+        return
+    from detectron2.data import MetadataCatalog
+
+    test_classes = MetadataCatalog.get(cfg.dataloader.test.dataset.names).get("thing_classes")
+    names = cfg.dataloader.train.dataset.names
+    for name in [names] if isinstance(names, str) else list(names):
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+        if classes is not None and list(classes) != list(test_classes):
+            raise ConfigError(
+                f"the training set '{name}' has {len(classes)} classes but --test-coco has "
+                f"{len(test_classes)} ({', '.join(test_classes[:5])}"
+                f"{', ...' if len(test_classes) > 5 else ''}); give --train-coco too, "
+                "or --eval-only to evaluate a checkpoint"
+            )
+
+
+def setup_config(args):
+    """Load the config with the command line's flags (own data is registered in the calling
+    process), check its datasets, and fail in one line on a mistake."""
+    cfg = load_config(
+        args.config_file,
+        args.opts,
+        synthetic=args.synthetic,
+        train_coco=args.train_coco,
+        test_coco=args.test_coco,
+    )
+    _check_classes_agree(cfg, args)
+    check_datasets(cfg, parts=("test",) if args.eval_only else ("train", "test"))
+    return cfg
+
+
 def main(args) -> dict | None:
-    cfg = load_config(args.config_file, args.opts, synthetic=args.synthetic)
-    check_datasets(cfg)
+    cfg = setup_config(args)
     default_setup(cfg, args)
     # default_setup shows detectron2's and fvcore's logs; show this package's too
     setup_logger(
@@ -142,6 +183,7 @@ def get_parser():
         action="store_true",
         help="turn the config into a CPU-sized run on the synthetic dataset (d2_boxunc.config.to_synthetic)",
     )
+    add_own_data_arguments(parser)
     return parser
 
 
@@ -158,7 +200,8 @@ def invoke_main() -> None:
     args = get_parser().parse_args()
     try:
         # Validate (and generate synthetic data) before spawning workers: a typo fails fast.
-        check_datasets(load_config(args.config_file, args.opts, synthetic=args.synthetic))
+        # Each worker loads the config again in main(), which registers own data there too.
+        setup_config(args)
     except ConfigError as e:
         print(f"train_net.py: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -13,6 +13,9 @@ the other in subprocesses, each in ``OUTPUT/points/<key>_<value>[__...]/``; a po
 end ``OUTPUT/results.csv`` and ``results.md`` hold one row per point (AP, oLRP and box-uncertainty
 metrics found in its ``eval_results.json``) and ``results.png`` plots them against the first key.
 
+``--train-coco JSON IMAGE_DIR`` / ``--test-coco JSON IMAGE_DIR`` (your own COCO-format data) are
+passed on to every point's ``train_net.py``.
+
 A sweep file (YAML) may set ``config_file``, ``eval_only``, ``synthetic``, ``grid`` (mapping of
 key to list of values), ``overrides`` (list of ``key=value``) and ``metrics``; command-line flags
 add to or replace them.
@@ -32,6 +35,8 @@ import sys
 import time
 
 import yaml
+
+from d2_boxunc.config.cli import add_own_data_arguments
 
 __all__ = ["SweepPoint", "collect", "expand_grid", "main", "parse_grid", "run_sweep"]
 
@@ -125,13 +130,19 @@ def run_sweep(
     *,
     eval_only: bool = False,
     synthetic: bool = False,
+    train_coco=None,
+    test_coco=None,
     overrides=(),
     num_gpus: int = 1,
     train_net: str = TRAIN_NET,
     dry_run: bool = False,
     log=print,
 ) -> list[dict]:
-    """Run (or resume) every grid point; returns one record per point (params, folder, status)."""
+    """Run (or resume) every grid point; returns one record per point (params, folder, status).
+
+    ``train_coco`` / ``test_coco``: ``(json_file, image_dir)`` or None, passed on as
+    ``--train-coco`` / ``--test-coco``.
+    """
     if not grid:
         raise SweepError("the sweep has no grid (give --grid key=[...] or a sweep file)")
     if not os.path.isfile(config_file):
@@ -151,6 +162,8 @@ def run_sweep(
         cmd = [sys.executable, train_net, "--config-file", config_file, "--num-gpus", str(num_gpus)]
         cmd += ["--eval-only"] if eval_only else []
         cmd += ["--synthetic"] if synthetic else []
+        for flag, files in (("--train-coco", train_coco), ("--test-coco", test_coco)):
+            cmd += [flag, *map(os.path.abspath, files)] if files else []
         cmd += [*overrides, *point.overrides, f"train.output_dir={folder}"]
         if dry_run:
             log(f"{tag}: " + " ".join(cmd))
@@ -298,6 +311,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="evaluate on this registered dataset (sets dataloader.test.dataset.names "
         "and dataloader.evaluator.dataset_name), e.g. boxunc_synth_val_tiny",
     )
+    add_own_data_arguments(p)
     p.add_argument("--output", help="sweep folder (default output/sweeps/<sweep or config name>)")
     p.add_argument("--num-gpus", type=int, default=1)
     p.add_argument("--metrics", help="comma-separated task/metric columns (default: AP, oLRP, ...)")
@@ -321,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
             key, values = parse_grid(g)
             grid[key] = values
         overrides = [str(o) for o in spec.get("overrides", []) or []]
+        if args.train_coco and not args.test_coco:
+            raise SweepError("--train-coco needs --test-coco JSON IMAGE_DIR too")
+        if args.test_dataset and args.test_coco:
+            raise SweepError("give --test-dataset or --test-coco, not both")
         if args.test_dataset:
             overrides += [
                 f"dataloader.test.dataset.names={args.test_dataset}",
@@ -342,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             output,
             eval_only=bool(eval_only),
             synthetic=bool(synthetic),
+            train_coco=args.train_coco,
+            test_coco=args.test_coco,
             overrides=overrides,
             num_gpus=args.num_gpus,
             dry_run=args.dry_run,

@@ -72,12 +72,46 @@ def check_checkpoint(path: str) -> None:
         raise ConfigError(f"checkpoint not found: train.init_checkpoint='{path}'")
 
 
-def load_config(config_file: str, opts: list[str] | None = None, synthetic: bool = False):
-    """Load ``config_file``, optionally apply the synthetic CPU switch, then the overrides.
+def add_own_data_arguments(parser):
+    """Add ``--train-coco JSON IMAGE_DIR`` and ``--test-coco JSON IMAGE_DIR`` to ``parser``
+    (values: None or a list of two strings, for :func:`load_config`)."""
+    parser.add_argument(
+        "--train-coco",
+        nargs=2,
+        metavar=("JSON", "IMAGE_DIR"),
+        default=None,
+        help="train on your own COCO-format json and image folder (needs --test-coco); sets "
+        "dataloader.train, and every num_classes to the json's class count",
+    )
+    parser.add_argument(
+        "--test-coco",
+        nargs=2,
+        metavar=("JSON", "IMAGE_DIR"),
+        default=None,
+        help="evaluate on your own COCO-format json and image folder; sets dataloader.test, "
+        "the evaluator's dataset and every num_classes",
+    )
+    return parser
+
+
+def load_config(
+    config_file: str,
+    opts: list[str] | None = None,
+    synthetic: bool = False,
+    train_coco=None,
+    test_coco=None,
+):
+    """Load ``config_file``; apply the synthetic CPU switch (``synthetic``), then your own
+    COCO-format data (``train_coco`` / ``test_coco``: ``(json_file, image_dir)`` or None, see
+    :func:`d2_boxunc.config.own_data.use_own_data`), then the ``key=value`` overrides.
+
+    So ``synthetic`` with own data keeps the data and its classes and changes only the model size
+    and schedule, and overrides win over both.  Own data is registered here, in each process that
+    loads the config.
 
     Raises:
-        ConfigError: missing file, missing top-level node, unknown override key, or a local
-            checkpoint path that does not exist.
+        ConfigError: missing file, missing top-level node, unknown override key, a local
+            checkpoint path that does not exist, or bad own data (one line each).
     """
     opts = list(opts or [])
     if not config_file:
@@ -93,13 +127,18 @@ def load_config(config_file: str, opts: list[str] | None = None, synthetic: bool
 
         max_iter = _max_iter_override(opts)
         cfg = to_synthetic(cfg, max_iter=max_iter or MAX_ITER)
+    if train_coco is not None or test_coco is not None:
+        from d2_boxunc.config.own_data import use_own_data
+
+        cfg = use_own_data(cfg, train=train_coco, test=test_coco)
     cfg = LazyConfig.apply_overrides(cfg, check_overrides(cfg, opts))
     check_checkpoint(cfg.train.init_checkpoint)
     return cfg
 
 
-def check_datasets(cfg) -> None:
-    """Make sure every dataset the config names is registered and its files exist.
+def check_datasets(cfg, parts=("train", "test")) -> None:
+    """Make sure every dataset the config names in ``dataloader.<part>`` is registered and its
+    files exist (an evaluation needs only ``parts=("test",)``).
 
     Synthetic splits are generated here if needed (once, before worker processes start).
     """
@@ -107,7 +146,7 @@ def check_datasets(cfg) -> None:
 
     from d2_boxunc.data.register import prepare_dataset
 
-    for part in ("train", "test"):
+    for part in parts:
         node = cfg.dataloader.get(part, None)
         if node is None or "dataset" not in node:
             continue

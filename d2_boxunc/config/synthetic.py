@@ -95,7 +95,12 @@ def _shrink_widths(model: DictConfig) -> None:
     _walk(model, fix)
 
 
-def _set_num_classes(model: DictConfig, n: int) -> None:
+def set_num_classes(model: DictConfig, n: int) -> None:
+    """Set every ``num_classes`` below ``model`` to ``n`` (interpolated ones follow their source).
+
+    Also used by :func:`d2_boxunc.config.own_data.use_own_data`.
+    """
+
     def fix(node: DictConfig) -> None:
         if "num_classes" in node and not _is_interpolation(node, "num_classes"):
             node.num_classes = n
@@ -215,7 +220,7 @@ def to_synthetic(cfg: DictConfig, max_iter: int = MAX_ITER) -> DictConfig:
         model.pixel_std = [57.375, 57.120, 58.395]
     _shrink_widths(model)
     _small_backbone(model)  # after shrinking: the P6 block's input width is res5's, not the FPN's
-    _set_num_classes(model, len(CLASS_NAMES))
+    set_num_classes(model, len(CLASS_NAMES))
     _small_anchors(model)
     _small_sampling(model)
     _synthetic_data(cfg)
