@@ -1,5 +1,5 @@
-"""Is a detector's localisation uncertainty calibrated?  A ``DatasetEvaluator`` for models whose
-``Instances`` carry ``pred_boxes_std`` (per-coordinate Gaussian std in pixels, KL-Loss) and/or
+"""Is a detector's localisation uncertainty calibrated, and its score?  A ``DatasetEvaluator``
+for any detector, with more for models whose ``Instances`` carry ``pred_boxes_std`` (per-coordinate Gaussian std in pixels, KL-Loss) and/or
 ``pred_ious`` (predicted IoU with the object, IoU-Net).
 
 For ``pred_boxes_std`` (detections matched to ground truth as in
@@ -19,8 +19,27 @@ For ``pred_ious`` over every detection (true IoU = best IoU with a same-class GT
 baseline the IoU prediction should beat), ``iou_MAE`` and ``iou_ECE`` (mean |mean predicted -
 mean true IoU| over 10 equal-width bins of the prediction, weighted by count; x 100).
 
-Reliability plots (``coverage_reliability.png``, ``iou_reliability.png``) are written to
-``output_dir``.  A model with neither output is skipped with a log line (empty results).
+For every detector, whatever it outputs (boxes, scores and classes only; the pure functions and
+their exact definitions are in :mod:`d2_boxunc.evaluation.calibration`):
+
+- ``D-ECE``: detection expected calibration error of the score against precision (TP at IoU >=
+  ``iou_threshold``, 10 bins, class-agnostic), x 100;
+- ``LaECE`` (and ``LaECE-<class>``): localisation-aware ECE, the score against IoU-if-TP-else-0
+  per class (TP at IoU >= ``laece_iou_threshold`` = 0, i.e. LaECE_0, 25 bins), mean over
+  classes, x 100;
+- ``outcome/...``: the detections kept at the F1-optimal score threshold (``outcome/threshold``,
+  ``outcome/F1``, at IoU >= ``iou_threshold``) split into ``TP``, ``duplicate``, ``loc_error``,
+  ``background`` and the GTs ``missed``: counts and ``_frac`` fractions (of the kept detections;
+  ``missed_frac`` of the GTs), overall and ``-<class>``.
+
+These are computed over all detections the model returns (its own score threshold and
+detections-per-image cap apply, which changes D-ECE and LaECE).  With ``pred_boxes_std`` also
+``energy_score`` (mean closed-form Gaussian energy score = CRPS of the matched GT coordinates,
+pixels) and ``sharpness`` (mean sigma / sqrt(w h) over every detection).
+
+Reliability plots (``reliability.png`` for the scores, ``coverage_reliability.png``,
+``iou_reliability.png``) are written to ``output_dir``.  Images without ``instances`` are
+skipped; a model that outputs none at all gets empty results and a log line.
 """
 
 from __future__ import annotations
@@ -31,13 +50,14 @@ import os
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.structures import Boxes, pairwise_iou
+from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from detectron2.utils import comm
 from scipy.special import ndtri
 from scipy.stats import spearmanr
 
+from .calibration import OUTCOMES, ImageDetections, detection_calibration, energy_score, sharpness
 from .sigma_report import _gt as ground_truth_of
 from .sigma_report import match_to_ground_truth
 
@@ -50,6 +70,7 @@ __all__ = [
     "iou_metrics",
     "save_coverage_plot",
     "save_iou_reliability_plot",
+    "save_reliability_diagram",
     "sigma_metrics",
 ]
 
@@ -195,8 +216,47 @@ def save_iou_reliability_plot(pred_iou, true_iou, path: str, bins: int = 10) -> 
     plt.close(fig)
 
 
+def save_reliability_diagram(calib: dict, path: str) -> None:
+    """Two panels from :func:`~d2_boxunc.evaluation.calibration.detection_calibration`'s output:
+    precision per score bin (D-ECE) and mean IoU-if-TP target per score bin, averaged over
+    classes (LaECE); bars = bin target, grey = fraction of detections in the bin, dashed =
+    calibrated."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=100)
+    panels = (
+        (calib["dece_table"], "precision", f"D-ECE {100 * calib['dece']:.2f}"),
+        (calib["laece_table"], "mean IoU (0 if not TP)", f"LaECE {100 * calib['laece']:.2f}"),
+    )
+    for ax, (table, ylabel, title) in zip(axes, panels):
+        edges = table["edges"]
+        width = np.diff(edges)
+        count = np.asarray(table["count"], dtype=np.float64)
+        share = count / count.sum() if count.sum() else count
+        ax.bar(
+            edges[:-1], share, width=width, align="edge", color="0.85", label="share of detections"
+        )
+        target = np.nan_to_num(table["target"], nan=0.0)
+        ax.bar(
+            edges[:-1], target, width=width, align="edge", fill=False, edgecolor="C0", label=ylabel
+        )
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("score")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 class BoxUncertaintyEvaluator(DatasetEvaluator):
-    """Calibration of ``pred_boxes_std`` and ``pred_ious``; results under ``"box_uncertainty"``."""
+    """Calibration of the scores (any detector), of ``pred_boxes_std`` and of ``pred_ious``, and
+    the outcome breakdown; results under ``"box_uncertainty"``.
+
+    ``iou_threshold`` (tau of the sigma matching, D-ECE and the outcomes), ``laece_iou_threshold``
+    (tau of LaECE, 0 = LaECE_0), ``dece_bins`` and ``laece_bins`` (equal-width score bins)."""
 
     def __init__(
         self,
@@ -206,13 +266,23 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
         *,
         iou_threshold: float = 0.5,
         levels=DEFAULT_LEVELS,
+        laece_iou_threshold: float = 0.0,
+        dece_bins: int = 10,
+        laece_bins: int = 25,
     ):
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if not 0.0 <= laece_iou_threshold <= 1.0:
+            raise ValueError(f"laece_iou_threshold must be in [0, 1], got {laece_iou_threshold}")
+        for name, b in (("dece_bins", dece_bins), ("laece_bins", laece_bins)):
+            if int(b) != b or b < 1:
+                raise ValueError(f"{name} must be a positive integer, got {b}")
         self._dataset_name = dataset_name
         self._distributed = distributed
         self._output_dir = output_dir
         self._iou_threshold = iou_threshold
+        self._laece_iou_threshold = float(laece_iou_threshold)
+        self._dece_bins, self._laece_bins = int(dece_bins), int(laece_bins)
         self._levels = tuple(float(v) for v in levels)
         interval_coverage(np.zeros(1), np.ones(1), self._levels)  # validates the levels
         self._gt_by_id = None
@@ -221,23 +291,47 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
     def reset(self):
         self._sigma = []  # (pred (n, 4), gt (n, 4), std (n, 4)) per image
         self._iou = []  # (pred_iou (k,), true_iou (k,), score (k,)) per image
+        self._images = []  # ImageDetections per image (every model)
+        self._spread = []  # (boxes (n, 4), std (n, 4)) of every detection, per image
 
-    def _ground_truth(self, image_id):
+    def _dataset_dict(self, image_id):
         if self._gt_by_id is None:
             self._gt_by_id = {d["image_id"]: d for d in DatasetCatalog.get(self._dataset_name)}
         if image_id not in self._gt_by_id:
             raise KeyError(f"image_id {image_id} is not in dataset '{self._dataset_name}'")
-        return ground_truth_of(self._gt_by_id[image_id])
+        return self._gt_by_id[image_id]
+
+    def _ground_truth(self, image_id):
+        return ground_truth_of(self._dataset_dict(image_id))
+
+    def _crowd(self, image_id) -> tuple[np.ndarray, np.ndarray]:
+        annos = [a for a in self._dataset_dict(image_id).get("annotations", []) if a.get("iscrowd")]
+        boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos]
+        classes = [a["category_id"] for a in annos]
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(classes, np.int64)
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
             inst = out.get("instances", None)
-            if inst is None or not (inst.has("pred_boxes_std") or inst.has("pred_ious")):
+            if inst is None or not (inst.has("scores") and inst.has("pred_classes")):
                 continue
             inst = inst.to("cpu")
             gt_boxes, gt_classes, _ = self._ground_truth(inp["image_id"])
             boxes = inst.pred_boxes.tensor.float()
+            crowd_boxes, crowd_classes = self._crowd(inp["image_id"])
+            self._images.append(
+                ImageDetections(
+                    boxes.numpy(),
+                    inst.scores.float().numpy(),
+                    inst.pred_classes.numpy(),
+                    gt_boxes.numpy(),
+                    gt_classes.numpy(),
+                    crowd_boxes,
+                    crowd_classes,
+                )
+            )
             if inst.has("pred_boxes_std"):
+                self._spread.append((boxes.numpy(), inst.pred_boxes_std.float().numpy()))
                 d, g = match_to_ground_truth(inst, gt_boxes, gt_classes, self._iou_threshold)
                 self._sigma.append(
                     (boxes[d].numpy(), gt_boxes[g].numpy(), inst.pred_boxes_std[d].float().numpy())
@@ -257,17 +351,19 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
                 )
 
     def evaluate(self):
-        sigma, ious = self._sigma, self._iou
+        sigma, ious, images, spread = self._sigma, self._iou, self._images, self._spread
         if self._distributed:
             comm.synchronize()
             sigma = list(itertools.chain(*comm.gather(sigma, dst=0)))
             ious = list(itertools.chain(*comm.gather(ious, dst=0)))
+            images = list(itertools.chain(*comm.gather(images, dst=0)))
+            spread = list(itertools.chain(*comm.gather(spread, dst=0)))
             if not comm.is_main_process():
                 return {}
-        if not sigma and not ious:
+        if not images:
             logger.info(
-                "BoxUncertaintyEvaluator: the model outputs neither 'pred_boxes_std' nor "
-                "'pred_ious'; skipping the box-uncertainty evaluation."
+                "BoxUncertaintyEvaluator: the model outputs no 'instances' with scores and "
+                "classes; skipping the box-uncertainty evaluation."
             )
             return {}
         results = {}
@@ -280,10 +376,15 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
             results["num_matched"] = int(len(pred))
             for level, c in zip(self._levels, coverage):
                 results[f"cov@{level:g}"] = 100.0 * c
+            results["energy_score"] = energy_score(pred, gt, std)
+            boxes_all, std_all = (np.concatenate(x).reshape(-1, 4) for x in zip(*spread))
+            results["sharpness"] = sharpness(std_all, boxes_all)
             lines.append(
                 f"sigma ({len(pred)} matched detections x 4 coords): NLL {m['NLL']:.3f} nats, "
                 f"interval ECE {m['interval_ECE']:.2f} (coverage gap {m['coverage_gap']:+.2f}), "
-                f"Spearman(sigma, |err|) {m['sigma_err_spearman']:.3f}"
+                f"Spearman(sigma, |err|) {m['sigma_err_spearman']:.3f}, energy score "
+                f"{results['energy_score']:.3f} px; sharpness (sigma / box size, "
+                f"{len(boxes_all)} detections) {results['sharpness']:.4f}"
             )
             lines.append(
                 "coverage: "
@@ -310,5 +411,70 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
                 save_iou_reliability_plot(
                     p, t, os.path.join(self._output_dir, "iou_reliability.png")
                 )
+        results.update(self._detection_metrics(images, lines))
         logger.info("Box uncertainty:\n  " + "\n  ".join(lines))
         return {"box_uncertainty": results}
+
+    def _class_names(self) -> dict:
+        names = MetadataCatalog.get(self._dataset_name).get("thing_classes", None) or []
+        return dict(enumerate(names))
+
+    def _detection_metrics(self, images, lines: list) -> dict:
+        """D-ECE, LaECE and the outcome breakdown (flat keys); appends the log table to
+        ``lines`` and saves ``reliability.png``."""
+        calib = detection_calibration(
+            images,
+            iou_threshold=self._iou_threshold,
+            laece_iou_threshold=self._laece_iou_threshold,
+            dece_bins=self._dece_bins,
+            laece_bins=self._laece_bins,
+        )
+        names = self._class_names()
+        name = lambda c: str(names.get(c, c))  # noqa: E731
+        res = {"D-ECE": 100.0 * calib["dece"], "LaECE": 100.0 * calib["laece"]}
+        for c, v in sorted(calib["laece_per_class"].items()):
+            res[f"LaECE-{name(c)}"] = 100.0 * v
+        res["outcome/threshold"] = calib["threshold"]
+        res["outcome/F1"] = calib["f1"]
+
+        def fractions(row: dict) -> dict:
+            kept = sum(row[k] for k in OUTCOMES)
+            frac = {f"{k}_frac": row[k] / kept if kept else float("nan") for k in OUTCOMES}
+            frac["missed_frac"] = row["missed"] / row["num_gt"] if row["num_gt"] else float("nan")
+            return {**{k: row[k] for k in (*OUTCOMES, "missed")}, **frac}
+
+        per_class = calib["outcomes"]
+        total = {k: sum(r[k] for r in per_class.values()) for k in (*OUTCOMES, "missed", "num_gt")}
+        for k, v in fractions(total).items():
+            res[f"outcome/{k}"] = v
+        res["outcome/num_detections"] = sum(total[k] for k in OUTCOMES)
+        res["outcome/num_gt"] = total["num_gt"]
+        for c, row in sorted(per_class.items()):
+            for k, v in fractions(row).items():
+                res[f"outcome/{k}-{name(c)}"] = v
+
+        from tabulate import tabulate
+
+        header = ["category", "#GT", "kept", *OUTCOMES, "missed", "LaECE"]
+        rows = [
+            [name(c), r["num_gt"], sum(r[k] for k in OUTCOMES), *(r[k] for k in OUTCOMES)]
+            + [r["missed"], 100.0 * calib["laece_per_class"].get(c, float("nan"))]
+            for c, r in sorted(per_class.items())
+        ]
+        rows.append(
+            ["(all)", total["num_gt"], res["outcome/num_detections"]]
+            + [total[k] for k in OUTCOMES]
+            + [total["missed"], res["LaECE"]]
+        )
+        lines.append(
+            f"score calibration ({calib['num_detections']} detections, x100): D-ECE "
+            f"{res['D-ECE']:.2f} (IoU >= {self._iou_threshold:g}, {self._dece_bins} bins), LaECE "
+            f"{res['LaECE']:.2f} (IoU >= {self._laece_iou_threshold:g}, {self._laece_bins} bins, "
+            f"mean over classes); outcomes at the F1-optimal score threshold "
+            f"{res['outcome/threshold']:.3f} (F1 {res['outcome/F1']:.3f}):"
+        )
+        lines.extend(tabulate(rows, headers=header, tablefmt="pipe", floatfmt=".2f").splitlines())
+        if self._output_dir and calib["num_detections"]:
+            os.makedirs(self._output_dir, exist_ok=True)
+            save_reliability_diagram(calib, os.path.join(self._output_dir, "reliability.png"))
+        return res

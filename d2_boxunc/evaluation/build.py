@@ -36,7 +36,8 @@ def add_box_quality_evaluators(
 ) -> DatasetEvaluators:
     """Return ``evaluator`` together with an :class:`LRPEvaluator` (for every ``COCOEvaluator``
     found in it, on the same dataset) and a :class:`BoxUncertaintyEvaluator` on the test set
-    (which reports only for models that output ``pred_boxes_std`` / ``pred_ious``).
+    (score calibration and outcome breakdown for every model; σ / IoU metrics for models that
+    output ``pred_boxes_std`` / ``pred_ious``).
 
     Evaluators of these types already present are not added twice.  Setting
     ``+dataloader.box_quality_eval=False`` on the command line turns the additions off.

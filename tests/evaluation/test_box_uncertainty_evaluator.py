@@ -10,6 +10,7 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import Boxes, Instances
+from scipy.stats import norm
 
 from d2_boxunc.evaluation.box_uncertainty_evaluator import (
     BoxUncertaintyEvaluator,
@@ -152,17 +153,75 @@ def test_evaluator_end_to_end_writes_plots(tmp_path):
     assert res["iou_spearman"] == pytest.approx(1.0)
     assert (out / "coverage_reliability.png").stat().st_size > 1000
     assert (out / "iou_reliability.png").stat().st_size > 1000
+    assert (out / "reliability.png").stat().st_size > 1000
+    # energy score of the matched coordinates (CRPS of N(box, sigma^2) at the GT), in pixels
+    z = e / s
+    crps = s * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
+    assert res["energy_score"] == pytest.approx(crps.mean())
+    # sharpness over all three detections: sigma / sqrt(w h) of the predicted box
+    sizes = np.sqrt([98 * 106, 80 * 100, 50 * 50])
+    std = np.array([[2, 2, 1, 4], [1, 1, 40, 1], [5, 5, 5, 5.0]])
+    assert res["sharpness"] == pytest.approx(np.mean(std / sizes[:, None]))
+    # scores 0.9 (TP), 0.8 (TP) in bin (0.8, 0.9], 0.7 (FP): 2/3 x 0.15 + 1/3 x 0.7
+    assert res["D-ECE"] == pytest.approx(100 * (2 / 3 * 0.15 + 1 / 3 * 0.7), abs=1e-4)
+    # LaECE per class: a: the TP (IoU 9800/10588) at 0.9 and the FP at 0.7; b: IoU 0.8 at 0.8
+    iou_a = 98 * 100 / (100 * 100 + 98 * 106 - 98 * 100)
+    laece_a = 0.5 * abs(0.9 - iou_a) + 0.5 * 0.7
+    assert res["LaECE-a"] == pytest.approx(100 * laece_a, abs=1e-4)
+    assert res["LaECE-b"] == pytest.approx(0.0, abs=1e-4)
+    assert res["LaECE"] == pytest.approx(100 * laece_a / 2, abs=1e-4)
+    # F1: 2/3 (one kept), 1 (two kept: both GT found), 4/5 -> threshold 0.8, no error left
+    assert res["outcome/threshold"] == pytest.approx(0.8) and res["outcome/F1"] == 1.0
+    assert [res[f"outcome/{k}"] for k in ("TP", "duplicate", "loc_error", "background")] == [
+        2,
+        0,
+        0,
+        0,
+    ]
+    assert res["outcome/missed"] == 0 and res["outcome/TP_frac"] == 1.0
+    assert res["outcome/TP-a"] == 1 and res["outcome/TP-b"] == 1
+    assert res["outcome/missed_frac-b"] == 0.0
+    json.dumps(res)  # train_net.py writes it to eval_results.json
 
 
-def test_model_without_uncertainty_is_skipped(tmp_path, caplog):
+def test_model_without_uncertainty_gets_score_calibration_only(tmp_path, caplog):
     name = _register(tmp_path)
     try:
         ev = BoxUncertaintyEvaluator(name, output_dir=str(tmp_path))
         inst = Instances((400, 400))
-        inst.pred_boxes = Boxes(torch.tensor([[100.0, 100.0, 200.0, 200.0]]))
-        inst.scores = torch.tensor([0.9])
-        inst.pred_classes = torch.tensor([0])
+        inst.pred_boxes = Boxes(
+            torch.tensor(
+                [
+                    [100.0, 100.0, 200.0, 200.0],  # a: TP
+                    [100.0, 100.0, 200.0, 190.0],  # a: duplicate
+                    [250.0, 250.0, 290.0, 350.0],  # b: IoU 0.4, the b GT is missed
+                    [0.0, 0.0, 20.0, 20.0],  # a: background
+                ]
+            )
+        )
+        inst.scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+        inst.pred_classes = torch.tensor([0, 0, 1, 0])
         ev.process([{"image_id": 1}], [{"instances": inst}])
+        with caplog.at_level(logging.INFO):
+            res = ev.evaluate()["box_uncertainty"]
+    finally:
+        DatasetCatalog.remove(name)
+    assert not {"NLL", "interval_ECE", "energy_score", "sharpness", "iou_spearman"} & set(res)
+    assert {"D-ECE", "LaECE", "LaECE-a", "LaECE-b", "outcome/threshold"} <= set(res)
+    assert res["outcome/threshold"] == pytest.approx(0.9)  # F1 2/3 with the TP alone
+    # the F1-optimal threshold keeps one detection; every outcome over all four is in the
+    # pure function's tests, here: the b GT is missed, a is found
+    assert res["outcome/missed-b"] == 1 and res["outcome/missed-a"] == 0
+    assert res["outcome/missed_frac"] == 0.5
+    assert "D-ECE" in caplog.text and "| (all)" in caplog.text  # the table in the log
+    assert (tmp_path / "reliability.png").is_file()
+
+
+def test_model_without_instances_is_skipped(tmp_path, caplog):
+    name = _register(tmp_path)
+    try:
+        ev = BoxUncertaintyEvaluator(name, output_dir=str(tmp_path))
+        ev.process([{"image_id": 1}], [{"sem_seg": torch.zeros(2, 4, 4)}])
         with caplog.at_level(logging.INFO):
             assert ev.evaluate() == {}
     finally:
