@@ -12,7 +12,7 @@ PKG_STAMP := $(VENV)/.stamp-d2_boxunc
 CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: setup demo test lint format bench doctor cuda-check clean
+.PHONY: setup demo study test lint format bench doctor cuda-check clean
 
 setup: $(PKG_STAMP)
 
@@ -36,6 +36,10 @@ doctor: setup
 
 demo: setup
 	$(PY) -m d2_boxunc.demo --method $(METHOD)
+
+# The evidence study (docs/study.md): every method x 3 seeds, intervals, claim verdicts.
+study: setup
+	$(PY) -m d2_boxunc.study $(STUDY_ARGS)
 
 test: setup
 	$(PY) -m pytest -q tests

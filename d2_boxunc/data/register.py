@@ -6,6 +6,7 @@ cache location, so ``COCOEvaluator`` finds the ground truth once the split exist
 """
 
 import os
+import re
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
@@ -47,11 +48,31 @@ def register_synthetic_datasets() -> None:
         )
 
 
+SIZED_VAL = re.compile(r"boxunc_synth_val(\d+)")
+SIZED_VAL_SEED = 3  # none of the fixed splits' seeds
+
+
+def sized_validation_split(num_images: int) -> str:
+    """Name of a synthetic validation split of ``num_images`` images, registered on use (the
+    study's larger validation sets: ``boxunc_synth_val500`` ...).  Every process that names it
+    (``prepare_dataset``) registers the same deterministic split."""
+    if num_images <= 0:
+        raise ValueError(f"a validation split needs at least one image, got {num_images}")
+    name = f"boxunc_synth_val{num_images}"
+    SPLITS.setdefault(name, SyntheticConfig(num_images=num_images, seed=SIZED_VAL_SEED))
+    register_synthetic_datasets()
+    return name
+
+
 def prepare_dataset(name: str) -> None:
     """Make sure a registered dataset can be loaded; generate it if it is a synthetic split.
 
+    ``boxunc_synth_val<N>`` names a synthetic validation split of N images, registered here.
     Raises a one-line ``KeyError`` naming the close matches when ``name`` is not registered.
     """
+    sized = SIZED_VAL.fullmatch(name)
+    if sized and name not in SPLITS:
+        sized_validation_split(int(sized.group(1)))
     if name in SPLITS:
         ensure_generated(name, SPLITS[name])
         return

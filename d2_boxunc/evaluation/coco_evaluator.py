@@ -4,6 +4,9 @@
 
 - besides AP, AP50, AP75, APs, APm, APl it reports **AP60, AP70, AP80 and AP90** (AP at one IoU
   threshold, all areas, 100 detections): KL-Loss and IoU-Net state their gains at high IoU;
+- every saved result (``coco_instances_results.json``) also carries ``bbox_std`` (σ of x1, y1,
+  x2, y2 in pixels) and ``pred_iou`` when the model predicts them (KL-Loss, IoU-Net), so the
+  detections can be analysed after the run (``d2_boxunc.study``); COCOeval ignores the fields;
 - it evaluates with ``faster-coco-eval``'s C++ ``COCOeval_faster`` when that package is
   installed (``backend="auto"``), else with pycocotools' ``COCOeval``.  detectron2's own compiled
   evaluator is absent from pure-Python detectron2 installs; both backends give the same table
@@ -113,6 +116,21 @@ class BoxCOCOEvaluator(COCOEvaluator):
     def backend(self) -> str:
         """The backend in use: ``"faster_coco_eval"`` or ``"pycocotools"``."""
         return "pycocotools" if self._cocoeval is COCOeval else "faster_coco_eval"
+
+    def process(self, inputs, outputs):
+        super().process(inputs, outputs)
+        # super() appended one entry per output with instances or proposals, in order
+        kept = [o for o in outputs if "instances" in o or "proposals" in o]
+        added = self._predictions[len(self._predictions) - len(kept) :]
+        for pred, output in zip(added, kept):
+            inst = output.get("instances", None)
+            if inst is None:
+                continue
+            for field, key in (("pred_boxes_std", "bbox_std"), ("pred_ious", "pred_iou")):
+                if inst.has(field):
+                    values = inst.get(field).detach().cpu().tolist()
+                    for result, value in zip(pred["instances"], values):
+                        result[key] = value
 
     def _eval_predictions(self, predictions, img_ids=None):
         coco_results = coco_results_from(predictions, self._metadata)

@@ -1,0 +1,221 @@
+"""What the evidence study trains, evaluates and tests: methods, eval-only variants, claims.
+
+Each trained method is one paper config run through the synthetic switch, once per seed.  Its
+variants are eval-only runs of the same checkpoints (another config sharing the checkpoint, and/or
+overrides).  Each claim compares two (method, variant) rows on one metric, in the direction its
+paper states, and gets a verdict from the 95% interval of the difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["CLAIMS", "METHODS", "Claim", "Method", "Variant", "row"]
+
+# Overrides every study run gets on top of ``--synthetic`` (the regime of docs/study.md).
+RETINANET_MAPPER = ["dataloader.train.mapper._target_=detectron2.data.DatasetMapper"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An eval-only row of a method's checkpoints."""
+
+    name: str
+    label: str
+    config: str | None = None  # another config sharing the checkpoint
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Method:
+    """A trained method: config, training overrides and its eval-only variants."""
+
+    name: str
+    label: str
+    config: str
+    overrides: tuple[str, ...] = ()
+    variants: tuple[Variant, ...] = field(default=())
+
+
+KL = "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x"
+IOUNET = "configs/IoUNet/iounet_faster_rcnn_R_50_FPN"
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method(
+            "baseline", "Faster R-CNN, smooth L1", "configs/Baselines/faster_rcnn_R_50_FPN_1x.py"
+        ),
+        Method("iou", "Faster R-CNN, IoU loss", "configs/GIoU/giou_faster_rcnn_R_50_FPN_1x_iou.py"),
+        Method("giou", "Faster R-CNN, GIoU loss", "configs/GIoU/giou_faster_rcnn_R_50_FPN_1x.py"),
+        Method(
+            "kl",
+            "KL-Loss",
+            f"{KL}.py",
+            variants=(
+                Variant("varvote", "KL-Loss + var voting", config=f"{KL}_varvote.py"),
+                Variant("softnms", "KL-Loss + soft-NMS", config=f"{KL}_softnms.py"),
+                Variant(
+                    "varvote_softnms",
+                    "KL-Loss + var voting + soft-NMS",
+                    config=f"{KL}_varvote_softnms.py",
+                ),
+            ),
+        ),
+        Method(
+            "iounet",
+            "IoU-Net (IoU-NMS + refine)",
+            f"{IOUNET}_1x.py",
+            # 1000 jittered RoIs per image go with 512 R-CNN RoIs; the switch samples 128
+            overrides=("model.roi_heads.iou_roi_generator.num_samples=256",),
+            variants=(
+                Variant("nohead", "IoU-Net, IoU head off (NMS)", config=f"{IOUNET}_1x_nohead.py"),
+                Variant("iounms", "IoU-Net, IoU-guided NMS", config=f"{IOUNET}_1x_iounms.py"),
+                Variant(
+                    "lambda2",
+                    "IoU-Net, refine lambda 2",
+                    overrides=("model.roi_heads.refine_lambda=2.0",),
+                ),
+                Variant(
+                    "clsxiou",
+                    "IoU-Net, NMS key cls x IoU",
+                    overrides=("model.roi_heads.test_nms_key=cls_x_iou",),
+                ),
+            ),
+        ),
+        Method(
+            "focal",
+            "RetinaNet, focal loss",
+            "configs/aLRPLoss/focal_retinanet_R_50_FPN_100ep_512.py",
+            overrides=tuple(RETINANET_MAPPER),
+        ),
+        Method(
+            "alrp",
+            "RetinaNet, aLRP Loss",
+            "configs/aLRPLoss/alrp_retinanet_R_50_FPN_100ep_512.py",
+            overrides=tuple(RETINANET_MAPPER),
+        ),
+        Method(
+            "aploss",
+            "RetinaNet, AP Loss",
+            "configs/aLRPLoss/aploss_retinanet_R_50_FPN_100ep_512.py",
+            overrides=tuple(RETINANET_MAPPER),
+        ),
+    ]
+}
+
+
+def row(spec: str) -> tuple[str, str | None]:
+    """``"kl"`` -> ("kl", None); ``"kl/varvote"`` -> ("kl", "varvote")."""
+    method, _, variant = spec.partition("/")
+    return method, (variant or None)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``a`` beats ``b`` on ``metric`` (in ``direction``), as ``source`` states.
+
+    ``a`` and ``b`` are rows ``"method"`` or ``"method/variant"``; a claim between rows of one
+    method is paired over images on the same checkpoints, otherwise it is seed-level.
+    """
+
+    name: str
+    a: str
+    b: str
+    metric: str
+    source: str
+    direction: int = 1
+
+    @property
+    def paired(self) -> bool:
+        return row(self.a)[0] == row(self.b)[0]
+
+
+CLAIMS: list[Claim] = [
+    # KL-Loss (He et al., CVPR 2019): Table 1/2 -- voting and soft-NMS add AP, most at high IoU
+    Claim(
+        "KL + voting + soft-NMS > smooth-L1 baseline",
+        "kl/varvote_softnms",
+        "baseline",
+        "AP",
+        "KL-Loss Tab. 2",
+    ),
+    Claim(
+        "KL + voting + soft-NMS > baseline at AP90",
+        "kl/varvote_softnms",
+        "baseline",
+        "AP90",
+        "KL-Loss Tab. 2",
+    ),
+    Claim("variance voting raises AP", "kl/varvote", "kl", "AP", "KL-Loss Tab. 1"),
+    Claim("variance voting raises AP90", "kl/varvote", "kl", "AP90", "KL-Loss Tab. 1"),
+    Claim(
+        "soft-NMS raises AP (after voting)",
+        "kl/varvote_softnms",
+        "kl/varvote",
+        "AP",
+        "KL-Loss Tab. 1",
+    ),
+    Claim("KL loss alone does not lower AP vs smooth L1", "kl", "baseline", "AP", "KL-Loss Tab. 1"),
+    Claim(
+        "sigma grows with |error| (Spearman > 0)", "kl", "", "sigma_err_spearman", "KL-Loss Sec. 3"
+    ),
+    Claim("sigma / size larger on blurred edges", "kl", "", "sigma_blur_gap", "KL-Loss Fig. 1"),
+    Claim(
+        "variance voting raises mean IoU of matched boxes",
+        "kl/varvote",
+        "kl",
+        "mean_iou",
+        "KL-Loss Sec. 3.3",
+    ),
+    # IoU-Net (Jiang et al., ECCV 2018): Table 1/2, Fig. 2
+    Claim(
+        "IoU-guided NMS raises AP over NMS",
+        "iounet/iounms",
+        "iounet/nohead",
+        "AP",
+        "IoU-Net Tab. 1",
+    ),
+    Claim(
+        "refinement raises AP over IoU-guided NMS",
+        "iounet",
+        "iounet/iounms",
+        "AP",
+        "IoU-Net Tab. 2",
+    ),
+    Claim("refinement raises AP90", "iounet", "iounet/iounms", "AP90", "IoU-Net Tab. 2"),
+    Claim(
+        "refinement raises mean IoU of matched boxes",
+        "iounet",
+        "iounet/iounms",
+        "mean_iou",
+        "IoU-Net Sec. 3.3",
+    ),
+    Claim("IoU-Net (IoU-NMS + refine) > baseline", "iounet", "baseline", "AP", "IoU-Net Tab. 4"),
+    Claim(
+        "predicted IoU tracks IoU better than class score",
+        "iounet",
+        "",
+        "iou_vs_score_spearman_gap",
+        "IoU-Net Fig. 2",
+    ),
+    # GIoU (Rezatofighi et al., CVPR 2019): Table 3 (Faster R-CNN)
+    Claim("IoU loss > smooth L1", "iou", "baseline", "AP", "GIoU Tab. 3"),
+    Claim("GIoU loss > smooth L1", "giou", "baseline", "AP", "GIoU Tab. 3"),
+    Claim("GIoU loss >= IoU loss", "giou", "iou", "AP", "GIoU Tab. 3"),
+    Claim("GIoU loss > smooth L1 at AP75", "giou", "baseline", "AP75", "GIoU Tab. 3"),
+    # aLRP Loss (Oksuz et al., NeurIPS 2020): Table 3/4; AP Loss (Chen et al., CVPR 2019)
+    Claim("aLRP Loss > focal loss", "alrp", "focal", "AP", "aLRP Tab. 4"),
+    Claim("aLRP Loss > AP Loss", "alrp", "aploss", "AP", "aLRP Tab. 4"),
+    Claim("AP Loss > focal loss", "aploss", "focal", "AP", "AP Loss Tab. 3"),
+    Claim(
+        "aLRP: positives' scores follow their IoU more than focal's",
+        "alrp",
+        "focal",
+        "score_iou_spearman",
+        "aLRP Sec. 4 / Fig. 4",
+    ),
+    Claim(
+        "aLRP Loss lowers oLRP vs focal loss", "alrp", "focal", "oLRP", "aLRP Tab. 4", direction=-1
+    ),
+]

@@ -1,0 +1,194 @@
+"""Runs the study's trainings and evaluations as ``train_net.py`` subprocesses, cached.
+
+Each (method, seed) trains once into ``OUT/runs/<method>/s<seed>/`` (its final evaluation is the
+method's own row) and then evaluates each variant into ``.../eval_<variant>/``.  A step is skipped
+when its folder holds a ``study_key.json`` equal to the step's key (config, overrides, seed, and
+the study settings) and its outputs; so a rerun trains only what changed, and an interrupted study
+resumes.  Steps run ``jobs`` at a time, one torch thread each; the console shows a progress bar
+with an ETA.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from .plan import Method, Variant
+
+__all__ = ["Settings", "Step", "plan_steps", "run_steps"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_NET = os.path.join(REPO, "train_net.py")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything about a study run that changes its checkpoints or evaluations."""
+
+    max_iter: int
+    train_dataset: str
+    test_dataset: str
+    extra: tuple[str, ...] = ()  # global overrides (e.g. the regime's, or the user's)
+    own_data: tuple[str, ...] = ()  # --train-coco/--test-coco arguments, passed through
+
+
+@dataclass
+class Step:
+    """One ``train_net.py`` invocation of the study."""
+
+    row: str  # "method" or "method/variant"
+    seed: int
+    out: str
+    args: list[str]
+    key: dict
+    after: Step | None = None  # the training step an evaluation needs
+    weight: float = 1.0  # relative cost, for the progress bar
+
+    def done(self) -> bool:
+        path = os.path.join(self.out, "study_key.json")
+        if not os.path.isfile(path) or not os.path.isfile(
+            os.path.join(self.out, "eval_results.json")
+        ):
+            return False
+        try:
+            with open(path) as f:
+                return json.load(f) == self.key
+        except (OSError, ValueError):
+            return False
+
+
+def _data_overrides(settings: Settings) -> list[str]:
+    if settings.own_data:
+        return []  # --train-coco / --test-coco set datasets and evaluator
+    return [
+        f"dataloader.train.dataset.names={settings.train_dataset}",
+        f"dataloader.test.dataset.names={settings.test_dataset}",
+        f"dataloader.evaluator.dataset_name={settings.test_dataset}",
+    ]
+
+
+def plan_steps(
+    methods: list[Method], seeds: list[int], root: str, settings: Settings
+) -> list[Step]:
+    """Training and evaluation steps for every method and seed (trainings first)."""
+    steps = []
+    for m in methods:
+        for seed in seeds:
+            run = os.path.join(root, "runs", m.name, f"s{seed}")
+            common = [
+                "--synthetic",
+                *settings.own_data,
+                f"train.max_iter={settings.max_iter}",
+                *_data_overrides(settings),
+                *settings.extra,
+                *m.overrides,
+            ]
+            train_args = [
+                "--config-file",
+                os.path.join(REPO, m.config),
+                *common,
+                f"+train.seed={seed}",
+                f"train.output_dir={run}",
+                f"+dataloader.evaluator.output_dir={run}",
+                f"train.checkpointer.period={settings.max_iter}",
+                f"train.log_period={max(1, min(50, settings.max_iter // 10))}",
+            ]
+            key = {"config": m.config, "args": common, "seed": seed}
+            train = Step(m.name, seed, run, train_args, key, weight=1.0)
+            steps.append(train)
+            for v in m.variants:
+                steps.append(_variant_step(m, v, seed, run, common, train))
+    return steps
+
+
+def _variant_step(m: Method, v: Variant, seed: int, run: str, common: list[str], train: Step):
+    out = os.path.join(run, f"eval_{v.name}")
+    config = v.config or m.config
+    args = [
+        "--config-file",
+        os.path.join(REPO, config),
+        "--eval-only",
+        *common,
+        *v.overrides,
+        f"train.init_checkpoint={os.path.join(run, 'model_final.pth')}",
+        f"train.output_dir={out}",
+        f"+dataloader.evaluator.output_dir={out}",
+    ]
+    key = {"config": config, "args": [*common, *v.overrides], "seed": seed, "trained": train.key}
+    return Step(f"{m.name}/{v.name}", seed, out, args, key, after=train, weight=0.15)
+
+
+def _run_one(step: Step, log) -> None:
+    os.makedirs(step.out, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    log_path = os.path.join(step.out, "study.log")
+    with open(log_path, "w") as f:
+        proc = subprocess.run(
+            [sys.executable, TRAIN_NET, *step.args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+        )
+    if proc.returncode != 0:
+        with open(log_path) as f:
+            tail = "".join(f.readlines()[-15:])
+        raise RuntimeError(f"study: {step.row} seed {step.seed} failed (log: {log_path}):\n{tail}")
+    with open(os.path.join(step.out, "study_key.json"), "w") as f:
+        json.dump(step.key, f, indent=1)
+    log(f"[study] done {step.row} seed {step.seed}")
+
+
+def run_steps(steps: list[Step], jobs: int = 2) -> dict:
+    """Run the steps not already done, ``jobs`` at a time, evaluations after their training.
+
+    Returns counts: ``{"cached": n, "ran": n}``.
+    """
+    todo = [s for s in steps if not s.done()]
+    cached = len(steps) - len(todo)
+    total = sum(s.weight for s in todo)
+    bar = tqdm(total=round(total, 2), desc="study", unit="train", dynamic_ncols=True, smoothing=0.1)
+    lock = threading.Lock()
+    trained: dict[int, threading.Event] = {id(s): threading.Event() for s in steps}
+    for s in steps:
+        if s.done():
+            trained[id(s)].set()
+
+    def work(step: Step) -> None:
+        if step.after is not None:
+            trained[id(step.after)].wait()
+            if not os.path.isfile(os.path.join(step.after.out, "model_final.pth")):
+                raise RuntimeError(
+                    f"study: {step.after.row} seed {step.after.seed} has no checkpoint"
+                )
+        _run_one(step, lambda msg: tqdm.write(msg))
+        trained[id(step)].set()
+        with lock:
+            bar.update(step.weight)
+
+    # trainings in plan order, each method's evaluations queued behind the trainings so both
+    # workers keep training while a finished checkpoint waits for a free worker
+    order = [s for s in todo if s.after is None] + [s for s in todo if s.after is not None]
+    t0 = time.time()
+    errors = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(work, s) for s in order]
+        for fut in futures:
+            try:
+                fut.result()
+            except Exception as e:  # keep the other runs going; report every failure at the end
+                errors.append(e)
+                for s in order:  # unblock evaluations of a failed training
+                    trained[id(s)].set()
+    bar.close()
+    if errors:
+        raise RuntimeError("\n".join(str(e) for e in errors))
+    return {"cached": cached, "ran": len(todo), "minutes": (time.time() - t0) / 60}
