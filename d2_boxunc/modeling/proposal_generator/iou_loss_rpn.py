@@ -22,9 +22,9 @@ RPN_NORMS = ("batch", "actual")
 
 @PROPOSAL_GENERATOR_REGISTRY.register()
 class IoULossRPN(RPN):
-    """:class:`RPN` whose ``box_reg_loss_type`` also accepts ``"iou"``, ``"ln_iou"`` and
-    ``"giou"`` (ours, :func:`d2_boxunc.losses.iou_loss` on the decoded anchors), with a choice of
-    normaliser for the localisation loss ``loss_rpn_loc``:
+    """:class:`RPN` whose ``box_reg_loss_type`` also accepts ``"iou"``, ``"ln_iou"``, ``"giou"``,
+    ``"diou"``, ``"ciou"`` and ``"eiou"`` (ours, :func:`d2_boxunc.losses.iou_loss` on the decoded
+    anchors), with a choice of normaliser for the localisation loss ``loss_rpn_loc``:
 
     - ``rpn_norm="batch"`` (detectron2): sum over positive anchors / (``batch_size_per_image`` x
       number of images);
@@ -34,8 +34,8 @@ class IoULossRPN(RPN):
       image fills its ``batch_size_per_image`` sample.
 
     The weight of ``loss_rpn_loc`` is detectron2's ``loss_weight["loss_rpn_loc"]`` (GIoU repo: 1
-    for GIoU). The objectness loss is the parent's. ``"smooth_l1"`` works with both normalisers;
-    ``"diou"``/``"ciou"`` only with ``"batch"`` (they are detectron2's, unchanged).
+    for GIoU). The objectness loss is the parent's. ``"smooth_l1"`` (detectron2's) works with
+    both normalisers too.
     """
 
     @configurable
@@ -49,19 +49,17 @@ class IoULossRPN(RPN):
     ):
         """
         Args (beyond :class:`RPN`'s):
-            box_reg_loss_type: ``"iou"``, ``"ln_iou"``, ``"giou"`` (ours), ``"smooth_l1"``,
-                ``"diou"`` or ``"ciou"`` (detectron2's).
+            box_reg_loss_type: ``"iou"``, ``"ln_iou"``, ``"giou"``, ``"diou"``, ``"ciou"``,
+                ``"eiou"`` (ours) or ``"smooth_l1"`` (detectron2's).
             rpn_norm: ``"batch"`` or ``"actual"`` (see the class docstring). Default: "batch".
             iou_loss_eps: ``eps`` of :func:`iou_loss`. Default: 1e-7.
         """
         super().__init__(box_reg_loss_type=box_reg_loss_type, **kwargs)
         if rpn_norm not in RPN_NORMS:
             raise ValueError(f"rpn_norm must be one of {RPN_NORMS}, got {rpn_norm!r}")
-        known = IOU_LOSS_MODES + ("smooth_l1", "diou", "ciou")
+        known = IOU_LOSS_MODES + ("smooth_l1",)
         if box_reg_loss_type not in known:
             raise ValueError(f"box_reg_loss_type must be one of {known}, got {box_reg_loss_type!r}")
-        if rpn_norm == "actual" and box_reg_loss_type in ("diou", "ciou"):
-            raise ValueError(f"rpn_norm='actual' is not supported with {box_reg_loss_type!r}")
         if not iou_loss_eps > 0:
             raise ValueError(f"iou_loss_eps must be positive, got {iou_loss_eps}")
         self.rpn_norm = rpn_norm

@@ -35,16 +35,16 @@ def log_iou_stats(prefix: str, pred_boxes: Tensor, gt_boxes: Tensor) -> None:
 
 class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
     """:class:`FastRCNNOutputLayers` whose ``box_reg_loss_type`` also accepts ``"iou"``
-    (``1 - IoU``), ``"ln_iou"`` (``-ln IoU``) and ``"giou"`` (``1 - GIoU``), all computed by
-    :func:`d2_boxunc.losses.iou_loss` on the decoded boxes.
+    (``1 - IoU``), ``"ln_iou"`` (``-ln IoU``), ``"giou"`` (``1 - GIoU``) and ``"eiou"``, and
+    takes over ``"diou"`` / ``"ciou"``, all computed by :func:`d2_boxunc.losses.iou_loss` on the
+    decoded boxes (``IOU_LOSS_MODES``).
 
-    For these three types the loss (key ``loss_box_reg``) is summed over the foreground RoIs, on
+    For these types the loss (key ``loss_box_reg``) is summed over the foreground RoIs, on
     the ground-truth class's box, divided by the number of sampled RoIs (foreground and background,
     as detectron2 and the GIoU repo normalise), and multiplied by ``iou_loss_weight`` (paper: 10).
-    The GIoU here replaces detectron2's built-in one: it re-orders inverted boxes instead of
-    asserting, so it also works with box coders that can invert a box. Any other type
-    (``"smooth_l1"``, ``"diou"``, ``"ciou"``) is detectron2's, unchanged, weighted by
-    ``loss_weight["loss_box_reg"]``.
+    The GIoU / DIoU / CIoU here replace detectron2's built-in ones: they re-order inverted boxes
+    instead of asserting, so they also work with box coders that can invert a box. Any other type
+    (``"smooth_l1"``) is detectron2's, unchanged, weighted by ``loss_weight["loss_box_reg"]``.
     """
 
     @configurable
@@ -59,9 +59,9 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
     ):
         """
         Args (beyond :class:`FastRCNNOutputLayers`'s):
-            box_reg_loss_type: ``"iou"``, ``"ln_iou"``, ``"giou"`` (ours) or any type detectron2
-                accepts (``"smooth_l1"``, ``"diou"``, ``"ciou"``).
-            iou_loss_weight: weight of ``loss_box_reg`` for the three IoU-type losses; replaces
+            box_reg_loss_type: ``"iou"``, ``"ln_iou"``, ``"giou"``, ``"diou"``, ``"ciou"``,
+                ``"eiou"`` (ours) or any other type detectron2 accepts (``"smooth_l1"``).
+            iou_loss_weight: weight of ``loss_box_reg`` for the IoU-type losses; replaces
                 ``loss_weight["loss_box_reg"]`` for them. Default: 10 (GIoU repo / paper).
             iou_loss_eps: ``eps`` of :func:`iou_loss`. Default: 1e-7.
         """

@@ -1,0 +1,17 @@
+"""G7: Faster R-CNN R50-FPN 1x, DIoU loss in the Fast R-CNN head, weight 10; RPN smooth-L1.
+
+DIoU = 1 - IoU + rho^2 / c^2 (centre distance over the enclosing box's diagonal; Zheng et al.,
+"Distance-IoU Loss", AAAI 2020, arXiv:1911.08287). Our addition to the GIoU rows (not in the GIoU
+paper): G2 with only the loss changed, computed by ``d2_boxunc.losses.iou_loss(mode="diou")``
+(equal to detectron2's ``diou_loss`` on valid boxes; re-orders inverted boxes instead of
+asserting).
+
+Weight 10, as G1/G2, so the row differs from G2 in the loss alone. The DIoU authors' Faster R-CNN
+table (their Detectron-based repo) also holds one weight for IoU, GIoU, DIoU and CIoU (12 there);
+override ``model.roi_heads.box_predictor.iou_loss_weight=12`` to match it.
+"""
+
+from .giou_faster_rcnn_R_50_FPN_1x_iou import dataloader, lr_multiplier, model, optimizer, train
+
+model.roi_heads.box_predictor.box_reg_loss_type = "diou"
+train.output_dir = "./output/giou_faster_rcnn_R_50_FPN_1x_diou"
