@@ -8,9 +8,16 @@ Boxes are ``(x1, y1, x2, y2)`` without "+1". The exact conventions (ALGORITHMS.m
 - Ties in a ranking go to the smaller input index.
 - ``keep`` holds int64 indices into the input; scores and boxes keep the input dtype. Empty
   inputs give empty outputs.
+- Hyper-parameters are checked on the host (they are Python floats): IoU thresholds must lie in
+  ``[-1, 1]`` (``IoU > t`` with IoU in ``[0, 1]``: a negative ``t`` also takes disjoint boxes,
+  ``t = 1`` takes none), score thresholds must be finite, widths (``sigma``, ``sigma_t``,
+  ``soft_sigma``) finite and > 0. NaN is rejected everywhere (it would silently disable a
+  comparison). Each violation is a one-line ``ValueError`` naming the argument.
 
 The ops are inference-only: inputs are detached, and no gradient flows through them.
 """
+
+import math
 
 import torch
 from torch import Tensor
@@ -71,28 +78,52 @@ def _check_idxs(idxs: Tensor, boxes: Tensor) -> Tensor:
     return idxs.detach().long()
 
 
+def _as_float(value: float, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}") from None
+
+
 def _check_positive(value: float, name: str) -> float:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return float(value)
+    """A Gaussian width: finite and > 0 (NaN and inf fail both comparisons)."""
+    v = _as_float(value, name)
+    if not 0 < v < math.inf:
+        raise ValueError(f"{name} must be > 0 and finite, got {value!r}")
+    return v
+
+
+def _check_iou_threshold(value: float, name: str) -> float:
+    """A strict IoU threshold (``IoU > t``, IoU in [0, 1]): in [-1, 1]; negative also takes
+    disjoint boxes (IoU 0), 1 takes none. Beyond that range it is a unit mistake (50 for 0.5)."""
+    v = _as_float(value, name)
+    if not -1.0 <= v <= 1.0:
+        raise ValueError(
+            f"{name} must be in [-1, 1] (boxes are compared by IoU > {name}), got {value!r}"
+        )
+    return v
+
+
+def _check_score_threshold(value: float, name: str) -> float:
+    v = _as_float(value, name)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
 
 
 def _soft_nms_args(boxes, scores, method, sigma, iou_threshold, score_threshold) -> tuple:
     _extension.assert_has_ops()
     _check_boxes(boxes, "boxes")
     _check_like(scores, "scores", boxes, (boxes.shape[0],))
-    _check_values(boxes, "boxes")
-    _check_values(scores, "scores")
     if method not in _SOFT_NMS_METHODS:
         raise ValueError(f"method must be one of {sorted(_SOFT_NMS_METHODS)}, got {method!r}")
-    if method == "gaussian":
-        _check_positive(sigma, "sigma")
-    return (
-        float(sigma),
-        float(iou_threshold),
-        float(score_threshold),
-        _SOFT_NMS_METHODS[method],
-    )
+    # sigma is read by "gaussian" only (the other methods accept any value, as before)
+    sigma = _check_positive(sigma, "sigma") if method == "gaussian" else _as_float(sigma, "sigma")
+    iou_threshold = _check_iou_threshold(iou_threshold, "iou_threshold")
+    score_threshold = _check_score_threshold(score_threshold, "score_threshold")
+    _check_values(boxes, "boxes")
+    _check_values(scores, "scores")
+    return sigma, iou_threshold, score_threshold, _SOFT_NMS_METHODS[method]
 
 
 def soft_nms(
@@ -116,9 +147,9 @@ def soft_nms(
         boxes (Tensor[N, 4]): xyxy boxes, float32 or float64.
         scores (Tensor[N]): scores, same dtype.
         method (str): "linear", "gaussian" or "hard". Default: "gaussian".
-        sigma (float): Gaussian width; used only by "gaussian". Default: 0.5.
-        iou_threshold (float): overlap above which "linear"/"hard" decay. Default: 0.3.
-        score_threshold (float): survival threshold (inclusive). Default: 0.001.
+        sigma (float): Gaussian width, > 0; used only by "gaussian". Default: 0.5.
+        iou_threshold (float): overlap above which "linear"/"hard" decay, in [-1, 1]. Default: 0.3.
+        score_threshold (float): survival threshold (inclusive), finite. Default: 0.001.
 
     Returns:
         keep (Tensor[K] int64): selected indices, in selection order.
@@ -147,15 +178,16 @@ def batched_soft_nms(
     return keep[order], out[order]
 
 
-def _iou_nms_args(boxes, cls_scores, pred_ious, multiply_cls) -> tuple[Tensor, Tensor]:
+def _iou_nms_args(boxes, cls_scores, pred_ious, iou_threshold, multiply_cls) -> tuple:
     _extension.assert_has_ops()
     _check_boxes(boxes, "boxes")
     _check_like(cls_scores, "cls_scores", boxes, (boxes.shape[0],))
     _check_like(pred_ious, "pred_ious", boxes, (boxes.shape[0],))
+    iou_threshold = _check_iou_threshold(iou_threshold, "iou_threshold")
     for t, name in ((boxes, "boxes"), (cls_scores, "cls_scores"), (pred_ious, "pred_ious")):
         _check_values(t, name)
     cls_scores, pred_ious = cls_scores.detach(), pred_ious.detach()
-    return cls_scores, pred_ious * cls_scores if multiply_cls else pred_ious
+    return cls_scores, pred_ious * cls_scores if multiply_cls else pred_ious, iou_threshold
 
 
 def iou_guided_nms(
@@ -175,7 +207,7 @@ def iou_guided_nms(
         boxes (Tensor[N, 4]): xyxy boxes, float32 or float64.
         cls_scores (Tensor[N]): classification scores.
         pred_ious (Tensor[N]): predicted IoU of each box with its object.
-        iou_threshold (float): suppression threshold (strict).
+        iou_threshold (float): suppression threshold (strict), in [-1, 1].
         multiply_cls (bool): rank by ``pred_ious * cls_scores`` instead of ``pred_ious``.
 
     Returns:
@@ -183,10 +215,10 @@ def iou_guided_nms(
         out_scores (Tensor[K]): max cls score of each kept box's cluster. Re-sorting by it is the
         caller's choice.
     """
-    cls_scores, key = _iou_nms_args(boxes, cls_scores, pred_ious, multiply_cls)
-    return torch.ops.d2_boxunc.iou_guided_nms(
-        boxes.detach(), cls_scores, key, None, float(iou_threshold)
+    cls_scores, key, iou_threshold = _iou_nms_args(
+        boxes, cls_scores, pred_ious, iou_threshold, multiply_cls
     )
+    return torch.ops.d2_boxunc.iou_guided_nms(boxes.detach(), cls_scores, key, None, iou_threshold)
 
 
 def batched_iou_guided_nms(
@@ -200,11 +232,11 @@ def batched_iou_guided_nms(
     """:func:`iou_guided_nms` per class ``idxs``; the classes are separated inside the op (no
     coordinate offsets, so any coordinates work) and the result is merged by decreasing key,
     ties to the smaller index."""
-    cls_scores, key = _iou_nms_args(boxes, cls_scores, pred_ious, multiply_cls)
-    idxs = _check_idxs(idxs, boxes)
-    return torch.ops.d2_boxunc.iou_guided_nms(
-        boxes.detach(), cls_scores, key, idxs, float(iou_threshold)
+    cls_scores, key, iou_threshold = _iou_nms_args(
+        boxes, cls_scores, pred_ious, iou_threshold, multiply_cls
     )
+    idxs = _check_idxs(idxs, boxes)
+    return torch.ops.d2_boxunc.iou_guided_nms(boxes.detach(), cls_scores, key, idxs, iou_threshold)
 
 
 def var_voting(
@@ -225,8 +257,8 @@ def var_voting(
         kept_boxes (Tensor[M, 4]): boxes to refine.
         candidate_boxes (Tensor[N, 4]): voters (usually the kept boxes' cluster, themselves included).
         candidate_vars (Tensor[N, 4]): positive variances sigma^2 per candidate coordinate.
-        sigma_t (float): IoU-closeness width. Default: 0.02.
-        iou_threshold (float): voters need IoU above it (strict). Default: 0.0.
+        sigma_t (float): IoU-closeness width, > 0. Default: 0.02.
+        iou_threshold (float): voters need IoU above it (strict), in [-1, 1]. Default: 0.0.
 
     Returns:
         Tensor[M, 4]: voted boxes.
@@ -237,6 +269,8 @@ def var_voting(
     n = candidate_boxes.shape[0]
     _check_like(candidate_boxes, "candidate_boxes", kept_boxes, (n, 4))
     _check_like(candidate_vars, "candidate_vars", kept_boxes, (n, 4))
+    sigma_t = _check_positive(sigma_t, "sigma_t")
+    iou_threshold = _check_iou_threshold(iou_threshold, "iou_threshold")
     _check_values(kept_boxes, "kept_boxes")
     _check_values(candidate_boxes, "candidate_boxes")
     _check_values(candidate_vars, "candidate_vars", positive=True)
@@ -244,8 +278,8 @@ def var_voting(
         kept_boxes.detach(),
         candidate_boxes.detach(),
         candidate_vars.detach(),
-        _check_positive(sigma_t, "sigma_t"),
-        float(iou_threshold),
+        sigma_t,
+        iou_threshold,
     )
 
 
@@ -264,25 +298,32 @@ def _kl_nms_call(
     _extension.assert_has_ops()
     _check_boxes(boxes, "boxes")
     _check_like(scores, "scores", boxes, (boxes.shape[0],))
+    if log_vars is not None:
+        _check_like(log_vars, "log_vars", boxes, (boxes.shape[0], 4))
+    iou_threshold = _check_iou_threshold(iou_threshold, "iou_threshold")
+    score_threshold = _check_score_threshold(score_threshold, "score_threshold")
+    sigma_t = _check_positive(sigma_t, "sigma_t")
+    vote_iou_threshold = _check_iou_threshold(vote_iou_threshold, "vote_iou_threshold")
+    # soft_sigma is read by soft suppression only (hard mode accepts any value, as before)
+    soft_sigma = (
+        _check_positive(soft_sigma, "soft_sigma") if soft else _as_float(soft_sigma, "soft_sigma")
+    )
     _check_values(boxes, "boxes")
     _check_values(scores, "scores")
     if log_vars is not None:
-        _check_like(log_vars, "log_vars", boxes, (boxes.shape[0], 4))
         _check_values(log_vars, "log_vars")
         log_vars = log_vars.detach()
-    if soft:
-        _check_positive(soft_sigma, "soft_sigma")
     return torch.ops.d2_boxunc.kl_nms(
         boxes.detach(),
         scores.detach(),
         log_vars,
         idxs,
-        float(iou_threshold),
-        float(score_threshold),
-        _check_positive(sigma_t, "sigma_t"),
-        float(vote_iou_threshold),
+        iou_threshold,
+        score_threshold,
+        sigma_t,
+        vote_iou_threshold,
         bool(soft),
-        float(soft_sigma),
+        soft_sigma,
     )
 
 
@@ -312,12 +353,13 @@ def kl_nms(
         scores (Tensor[N]): scores, same dtype.
         log_vars (Tensor[N, 4] or None): alpha = log sigma^2 of each coordinate, in (x1,y1,x2,y2)
             order; None disables voting.
-        iou_threshold (float): hard-suppression threshold (strict). Default: 0.5.
-        score_threshold (float): survival threshold (inclusive). Default: 0.001.
-        sigma_t (float): voting IoU-closeness width. Default: 0.02.
+        iou_threshold (float): hard-suppression threshold (strict), in [-1, 1]. Default: 0.5.
+        score_threshold (float): survival threshold (inclusive), finite. Default: 0.001.
+        sigma_t (float): voting IoU-closeness width, > 0. Default: 0.02.
         soft (bool): Gaussian soft suppression instead of hard. Default: False.
-        soft_sigma (float): width of the Gaussian decay. Default: 0.5.
-        vote_iou_threshold (float): voters need IoU above it (strict). Default: 0.0 (paper).
+        soft_sigma (float): width of the Gaussian decay, > 0; read when ``soft``. Default: 0.5.
+        vote_iou_threshold (float): voters need IoU above it (strict), in [-1, 1]. Default: 0.0
+            (paper).
 
     Returns:
         keep (Tensor[K] int64): selected indices in selection order.

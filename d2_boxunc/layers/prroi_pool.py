@@ -66,6 +66,15 @@ def _check(input: Tensor, rois: Tensor, spatial_scale: float) -> None:
         raise ValueError(f"input must be a Tensor[N, C, H, W], got shape {tuple(input.shape)}")
     if not input.is_floating_point():
         raise TypeError(f"input must be a floating-point tensor, got {input.dtype}")
+    # The kernels exist for float32 and float64; under autocast the op's registration (below; the
+    # reference fallback does the same) casts half inputs to float32, so only that route takes them.
+    if input.dtype not in (torch.float32, torch.float64) and not torch.is_autocast_enabled(
+        input.device.type
+    ):
+        raise TypeError(
+            f"prroi_pool supports float32 and float64 inputs, got {input.dtype}: cast them, or call "
+            "it under torch.autocast, which runs it in float32"
+        )
     if (
         not isinstance(spatial_scale, Real)
         or isinstance(spatial_scale, bool)
@@ -116,7 +125,9 @@ def prroi_pool(
         aligned: shift the scaled coordinates by -0.5 (detectron2's ROIAlignV2 geometry).
 
     Differentiable w.r.t. ``input`` and the box coordinates (the batch index gets gradient 0).
-    Falls back to the slow pure-PyTorch reference when the extension is not built.
+    ``input`` and ``rois`` are float32 or float64 of one dtype; float16/bfloat16 are accepted only
+    under ``torch.autocast``, which computes in float32 (a TypeError otherwise). Falls back to the
+    slow pure-PyTorch reference when the extension is not built.
     """
     ph, pw = _pair(output_size)
     rois = _to_roi_format(rois)
@@ -131,7 +142,12 @@ def prroi_pool(
     )
     if input.dtype in (torch.float16, torch.bfloat16) or rois.dtype != input.dtype:
         input, rois = input.float(), rois.float()
-    return _reference.prroi_pool(input, rois, (ph, pw), float(spatial_scale), aligned)
+    if not torch.is_autocast_enabled(input.device.type):
+        return _reference.prroi_pool(input, rois, (ph, pw), float(spatial_scale), aligned)
+    # As the op's autocast registration: float32 in, and no autocast inside (its einsums would
+    # run in half precision and meet float32 buffers).
+    with torch.autocast(input.device.type, enabled=False):
+        return _reference.prroi_pool(input, rois, (ph, pw), float(spatial_scale), aligned)
 
 
 class PrRoIPool(nn.Module):

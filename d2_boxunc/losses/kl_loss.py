@@ -42,6 +42,12 @@ def kl_loss(
     setting) clamps ``alpha`` in the forward pass with a straight-through gradient, which keeps
     every value and gradient finite for any finite ``alpha``.
 
+    Non-finite inputs are not hidden: an element whose ``pred``, ``log_var`` or ``target`` is NaN
+    or infinite gets the loss NaN (so does any reduction over it), whatever ``alpha_clamp``; its
+    gradient is then meaningless (NaN or 0). The check is elementwise on the device, with no host
+    sync; detectron2's trainer stops on the non-finite loss. Finite inputs whose value overflows
+    still give ``inf``, as above.
+
     Args:
         pred, log_var, target: tensors of one shape (typically ``(R_fg, 4)`` deltas).
         beta: smooth-L1 transition point, in the units of ``pred``; 0 means L1.
@@ -57,6 +63,9 @@ def kl_loss(
         raise ValueError(f"kl_loss: beta must be >= 0, got {beta}")
     dtype = torch.promote_types(torch.promote_types(pred.dtype, log_var.dtype), torch.float32)
     pred, log_var, target = pred.to(dtype), log_var.to(dtype), target.to(dtype)
+    # NaN/inf anywhere in an element must reach its loss: the masks below (sl1 > 0) and the clamp
+    # would otherwise turn it into a finite value while NaN flows into the gradient.
+    finite = torch.isfinite(pred) & torch.isfinite(log_var) & torch.isfinite(target)
     if alpha_clamp is not None:
         lo, hi = (float(v) for v in alpha_clamp)
         if not lo < hi:
@@ -69,4 +78,5 @@ def kl_loss(
     # Masked entries must see neither log(0) nor exp(-alpha) (0 * inf = NaN in the backward).
     exponent = torch.where(positive, torch.log(torch.where(positive, sl1, 1.0)) - log_var, 0.0)
     scaled = torch.where(positive, torch.exp(exponent), 0.0)
-    return _reduce(scaled + 0.5 * log_var, reduction)
+    loss = torch.where(finite, scaled + 0.5 * log_var, float("nan"))
+    return _reduce(loss, reduction)

@@ -464,3 +464,79 @@ def test_device_matches_reference(device):
     torch.testing.assert_close(
         voted.cpu(), ref.var_voting(boxes[:20], boxes, log_vars.exp()), rtol=1e-5, atol=1e-4
     )
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _nms_calls():
+    """(label, call(**override), hyper-parameter names) for every wrapper."""
+    boxes, scores, g = clustered_boxes(12, 5)
+    idxs = torch.randint(0, 2, (12,), generator=g)
+    log_vars = torch.randn(12, 4, generator=g)
+    return [
+        ("soft_nms", lambda **kw: soft_nms(boxes, scores, **kw)),
+        ("batched_soft_nms", lambda **kw: batched_soft_nms(boxes, scores, idxs, **kw)),
+        (
+            "iou_guided_nms",
+            lambda iou_threshold=0.5: iou_guided_nms(boxes, scores, scores, iou_threshold),
+        ),
+        (
+            "batched_iou_guided_nms",
+            lambda iou_threshold=0.5: batched_iou_guided_nms(
+                boxes, scores, scores, idxs, iou_threshold
+            ),
+        ),
+        ("var_voting", lambda **kw: var_voting(boxes[:3], boxes, log_vars.exp(), **kw)),
+        ("kl_nms", lambda **kw: kl_nms(boxes, scores, log_vars, **kw)),
+        ("batched_kl_nms", lambda **kw: batched_kl_nms(boxes, scores, log_vars, idxs, **kw)),
+    ]
+
+
+# (wrappers, argument, extra kwargs making it used, bad values, message)
+IOU_MSG = r"must be in \[-1, 1\]"
+POS_MSG = "must be > 0 and finite"
+BAD_HYPER_PARAMETERS = [
+    ("soft_nms batched_soft_nms", "sigma", {}, [NAN, 0.0, -0.5, INF], POS_MSG),
+    (
+        "soft_nms batched_soft_nms",
+        "iou_threshold",
+        {"method": "hard"},
+        [NAN, 1.5, -2, INF],
+        IOU_MSG,
+    ),
+    ("soft_nms batched_soft_nms", "score_threshold", {}, [NAN, INF, -INF], "must be a finite"),
+    ("iou_guided_nms batched_iou_guided_nms", "iou_threshold", {}, [NAN, 50.0, -INF], IOU_MSG),
+    ("var_voting", "sigma_t", {}, [NAN, 0.0, -1.0, INF], POS_MSG),
+    ("var_voting", "iou_threshold", {}, [NAN, 1.01, -1.01], IOU_MSG),
+    ("kl_nms batched_kl_nms", "iou_threshold", {}, [NAN, 2.0, -INF], IOU_MSG),
+    ("kl_nms batched_kl_nms", "score_threshold", {}, [NAN, -INF], "must be a finite"),
+    ("kl_nms batched_kl_nms", "sigma_t", {}, [NAN, 0.0, INF], POS_MSG),
+    ("kl_nms batched_kl_nms", "soft_sigma", {"soft": True}, [NAN, 0.0, -1.0, INF], POS_MSG),
+    ("kl_nms batched_kl_nms", "vote_iou_threshold", {}, [NAN, 1.5, -3.0], IOU_MSG),
+]
+
+
+@pytest.mark.parametrize("wrappers,arg,extra,values,match", BAD_HYPER_PARAMETERS)
+def test_nan_or_out_of_range_hyper_parameters_are_rejected(wrappers, arg, extra, values, match):
+    calls = dict(_nms_calls())
+    for name in wrappers.split():
+        for value in values:
+            with pytest.raises(ValueError, match=f"^{arg} {match}.*got {value!r}$"):
+                calls[name](**extra, **{arg: value})
+
+
+def test_hyper_parameters_at_the_ends_of_their_ranges_are_accepted():
+    calls = dict(_nms_calls())
+    for iou in (-1.0, 0.0, 1.0):  # a negative threshold takes every box, 1 none
+        assert len(calls["soft_nms"](method="hard", iou_threshold=iou)[0]) > 0
+        assert len(calls["iou_guided_nms"](iou_threshold=iou)[0]) > 0
+        assert len(calls["kl_nms"](iou_threshold=iou, vote_iou_threshold=iou)[0]) > 0
+        assert calls["var_voting"](iou_threshold=iou).shape == (3, 4)
+    assert len(calls["soft_nms"](score_threshold=-1e30)[0]) == 12
+    assert len(calls["kl_nms"](score_threshold=5.0)[0]) == 0
+    # a width that the chosen mode does not read is not checked (as before)
+    assert len(calls["soft_nms"](method="linear", sigma=0.0)[0]) > 0
+    assert len(calls["kl_nms"](soft=False, soft_sigma=-1.0)[0]) > 0
+    with pytest.raises(TypeError, match="iou_threshold must be a float"):
+        calls["soft_nms"](iou_threshold=None)

@@ -419,3 +419,20 @@ def test_op_is_safe_on_non_finite_and_huge_rois():
     assert torch.isfinite(out).all() and out[3:].abs().max() < 1e-6
     gx, gr = torch.autograd.grad(out.sum(), (x, rois))
     assert torch.isfinite(gx).all() and torch.equal(gr[:3], torch.zeros(3, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("ops", ["compiled", "reference"])
+def test_half_input_outside_autocast_is_rejected_by_the_wrapper(dtype, ops, monkeypatch):
+    if ops == "reference":
+        monkeypatch.setattr(_extension, "has_ops", lambda: False)
+    x = torch.randn(1, 2, 6, 6).to(dtype)
+    rois = torch.tensor([[0, 1.0, 1.0, 9.0, 9.0]])
+    match = r"supports float32 and float64 inputs, got torch\.(b?float16).*torch\.autocast"
+    for r in (rois.to(dtype), rois):
+        with pytest.raises(TypeError, match=match):
+            prroi_pool(x, r, 2, 0.5)
+    with torch.autocast("cpu", dtype=dtype):  # the autocast route still computes in float32
+        out = prroi_pool(x, rois.to(dtype), 2, 0.5)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, prroi_pool(x.float(), rois, 2, 0.5))

@@ -286,3 +286,34 @@ def test_non_finite_logits_raise(where, value, bands):
         alrp_cls(s, y, err)
     with pytest.raises(ValueError, match="NaN or inf"):
         ap_loss(s, y)
+
+
+@pytest.mark.parametrize("impl", ["sorted", "loop"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), -0.1, 2.5])
+def test_loc_err_must_be_finite_and_in_0_2(bad, impl):
+    # NaN used to give a finite loss with NaN gradients; a negative error flips an update
+    s, y, err = _case(7)
+    err[3] = bad
+    with pytest.raises(ValueError, match=r"loc_err must be finite and in \[0, 2\].*1 of 7"):
+        alrp_cls(s, y, err, impl=impl)
+
+
+def test_loc_err_range_ends_and_rounding_are_accepted():
+    s, y, err = _case(7)
+    # the ends: 2 (1 - IoU) = 2 at IoU 0; 1 - GIoU a few ulps below 0 for a near-perfect box
+    err[:3] = torch.tensor([0.0, 2.0, -1e-7], dtype=err.dtype)
+    x = s.clone().requires_grad_()
+    loss, _, _ = alrp_cls(x, y, err)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    alrp_cls(s.half(), y, err.half())  # half rounding of 2.0 and of small values
+
+
+@pytest.mark.needs_cuda
+def test_loc_err_check_on_cuda_does_not_sync():
+    err = torch.rand(7, device="cuda") * 2
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        alrp_module._check_loc_err(err)  # a device-side assert: no host read
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

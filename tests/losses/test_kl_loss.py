@@ -107,3 +107,28 @@ def test_clamp_is_straight_through():
     assert alpha.grad[0] != 0  # the gradient does not vanish beyond the clamp
     with pytest.raises(ValueError, match="alpha_clamp"):
         kl_loss(torch.ones(2), alpha, torch.zeros(2), alpha_clamp=(1.0, -1.0))
+
+
+@pytest.mark.parametrize("alpha_clamp", [None, (-15.0, 15.0)])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["pred", "log_var", "target"])
+def test_non_finite_input_gives_nan_loss_never_a_finite_loss_with_nan_gradient(
+    where, value, alpha_clamp
+):
+    # element 0 has a zero residual (the sl1 > 0 mask used to hide NaN there), element 1 does not
+    inputs = {
+        "pred": torch.tensor([0.3, 1.0, 2.0, -1.0]),
+        "log_var": torch.tensor([0.2, -1.0, 0.5, 1.0]),
+        "target": torch.tensor([0.3, 0.5, 0.0, 0.0]),
+    }
+    clean = kl_loss(**inputs, alpha_clamp=alpha_clamp)
+    inputs[where][:2] = value
+    pred = inputs["pred"].requires_grad_()
+    log_var = inputs["log_var"].requires_grad_()
+    loss = kl_loss(pred, log_var, inputs["target"], alpha_clamp=alpha_clamp)
+    assert torch.isnan(loss[:2]).all()
+    torch.testing.assert_close(loss[2:], clean[2:])  # the other elements are untouched
+    loss[2:].sum().backward()  # the NaN elements' gradients are meaningless; the others are not
+    assert torch.isfinite(pred.grad[2:]).all() and torch.isfinite(log_var.grad[2:]).all()
+    for reduction in ("sum", "mean"):
+        assert torch.isnan(kl_loss(pred, log_var, inputs["target"], reduction=reduction))
