@@ -102,3 +102,28 @@ def test_no_detections_and_bad_backend():
     assert np.isnan(res["AP"]) and np.isnan(res["AP90"])
     with pytest.raises(ValueError, match="backend must be one of"):
         BoxCOCOEvaluator(TINY_VAL, backend="fast")
+
+
+def test_saved_results_carry_sigma_and_predicted_iou(tmp_path):
+    """KL / IoU-Net outputs keep their sigma and predicted IoU in coco_instances_results.json."""
+    import json
+
+    prepare_dataset(TINY_VAL)
+    ev = BoxCOCOEvaluator(TINY_VAL, distributed=False, output_dir=str(tmp_path))
+    ev.reset()
+    d = DatasetCatalog.get(TINY_VAL)[0]
+    boxes, classes = _gt(d)
+    inst = Instances((d["height"], d["width"]))
+    inst.pred_boxes = Boxes(torch.as_tensor(boxes, dtype=torch.float32))
+    inst.scores = torch.linspace(0.9, 0.5, len(boxes))
+    inst.pred_classes = torch.as_tensor(classes)
+    inst.pred_boxes_std = torch.arange(4 * len(boxes), dtype=torch.float32).reshape(-1, 4)
+    inst.pred_ious = torch.linspace(0.6, 0.8, len(boxes))
+    ev.process([{"image_id": d["image_id"]}, {"image_id": -1}], [{"instances": inst}, {}])
+    ev.evaluate()
+    saved = json.loads((tmp_path / "coco_instances_results.json").read_text())
+    assert len(saved) == len(boxes)
+    for i, r in enumerate(saved):
+        assert r["bbox_std"] == pytest.approx([4.0 * i + k for k in range(4)])
+        assert r["pred_iou"] == pytest.approx(float(inst.pred_ious[i]))
+        assert r["image_id"] == d["image_id"]
