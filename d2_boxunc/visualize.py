@@ -43,6 +43,12 @@ def draw_predictions(model, cfg, dataset_dict: dict, score_thresh: float = 0.3) 
     image = read_image(dataset_dict["file_name"], format="RGB")
     names = cfg.dataloader.test.dataset.names
     metadata = MetadataCatalog.get(names if isinstance(names, str) else names[0])
+    return draw_instances(image, instances, metadata)
+
+
+def draw_instances(image: np.ndarray, instances, metadata=None) -> np.ndarray:
+    """RGB image (H, W, 3) of the RGB ``image`` with ``instances`` (in its pixels) drawn: labels
+    with the predicted IoU when present, dashed +-sigma extents when ``pred_boxes_std`` is."""
     vis = Visualizer(image, metadata=metadata)
     draw_detections(vis, instances)
     if instances.has("pred_boxes_std"):
