@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -78,10 +77,11 @@ def _data_overrides(settings: Settings) -> list[str]:
 def plan_steps(
     methods: list[Method], seeds: list[int], root: str, settings: Settings
 ) -> list[Step]:
-    """Training and evaluation steps for every method and seed (trainings first)."""
+    """Training and evaluation steps for every method and seed, seed by seed (a study stopped
+    early holds whole seeds)."""
     steps = []
-    for m in methods:
-        for seed in seeds:
+    for seed in seeds:
+        for m in methods:
             run = os.path.join(root, "runs", m.name, f"s{seed}")
             common = [
                 "--synthetic",
@@ -148,46 +148,56 @@ def _run_one(step: Step, log) -> None:
 
 
 def run_steps(steps: list[Step], jobs: int = 2) -> dict:
-    """Run the steps not already done, ``jobs`` at a time, evaluations after their training.
+    """Run the steps not already done, ``jobs`` at a time.
 
-    Returns counts: ``{"cached": n, "ran": n}``.
+    A worker takes a ready evaluation (its training done) before the next training, so results
+    arrive seed by seed.  Returns ``{"cached": n, "ran": n, "minutes": m}``.
     """
     todo = [s for s in steps if not s.done()]
     cached = len(steps) - len(todo)
-    total = sum(s.weight for s in todo)
-    bar = tqdm(total=round(total, 2), desc="study", unit="train", dynamic_ncols=True, smoothing=0.1)
-    lock = threading.Lock()
-    trained: dict[int, threading.Event] = {id(s): threading.Event() for s in steps}
-    for s in steps:
-        if s.done():
-            trained[id(s)].set()
-
-    def work(step: Step) -> None:
-        if step.after is not None:
-            trained[id(step.after)].wait()
-            if not os.path.isfile(os.path.join(step.after.out, "model_final.pth")):
-                raise RuntimeError(
-                    f"study: {step.after.row} seed {step.after.seed} has no checkpoint"
-                )
-        _run_one(step, lambda msg: tqdm.write(msg))
-        trained[id(step)].set()
-        with lock:
-            bar.update(step.weight)
-
-    # trainings in plan order, each method's evaluations queued behind the trainings so both
-    # workers keep training while a finished checkpoint waits for a free worker
-    order = [s for s in todo if s.after is None] + [s for s in todo if s.after is not None]
+    bar = tqdm(
+        total=round(sum(s.weight for s in todo), 2), desc="study", unit="train", dynamic_ncols=True
+    )
+    cond = threading.Condition()
+    finished = {id(s) for s in steps if s not in todo}
+    failed: set[int] = set()
+    pending = list(todo)
+    errors: list[Exception] = []
     t0 = time.time()
-    errors = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(work, s) for s in order]
-        for fut in futures:
+
+    def take() -> Step | None:
+        with cond:
+            while pending:
+                ready = [
+                    s for s in pending if s.after is not None and id(s.after) in finished | failed
+                ]
+                nxt = ready[0] if ready else next((s for s in pending if s.after is None), None)
+                if nxt is not None:
+                    pending.remove(nxt)
+                    return nxt
+                cond.wait()  # only evaluations of running trainings are left
+            return None
+
+    def worker() -> None:
+        while (step := take()) is not None:
+            ok = False
             try:
-                fut.result()
+                if step.after is not None and id(step.after) in failed:
+                    raise RuntimeError(f"study: {step.row} seed {step.seed}: its training failed")
+                _run_one(step, tqdm.write)
+                ok = True
             except Exception as e:  # keep the other runs going; report every failure at the end
                 errors.append(e)
-                for s in order:  # unblock evaluations of a failed training
-                    trained[id(s)].set()
+            with cond:
+                (finished if ok else failed).add(id(step))
+                bar.update(step.weight)
+                cond.notify_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     bar.close()
     if errors:
         raise RuntimeError("\n".join(str(e) for e in errors))
