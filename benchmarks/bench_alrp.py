@@ -1,4 +1,4 @@
-"""aLRP / AP Loss speed (ALGORITHMS.md §5.7), in one run.
+"""aLRP / AP Loss speed (docs/design.md#fast-exact-ranking), in one run.
 
 1. Loss forward + backward, ``impl="sorted"`` (bucketed sort-and-prefix-sum) against
    ``impl="loop"`` (the reference's loop over positives), at RetinaNet sizes: logits of

@@ -2,8 +2,8 @@
 
 1. Matching one image: :class:`ATSSMatcher` against detectron2's IoU ``Matcher`` with its
    ``pairwise_iou`` (what RetinaNet runs per image), on the anchor sets of the aLRP ATSS configs
-   (ALGORITHMS.md §5.8): 512x512 with 2 anchors per location and 800x1333 with 3, P3-P7, for 7 and
-   50 ground-truth boxes.
+   (docs/design.md#retinanet-setting-for-alrp): 512x512 with 2 anchors per location and 800x1333
+   with 3, P3-P7, for 7 and 50 ground-truth boxes.
 2. Augmenting one 640x480 uint8 image with 7 boxes: ``ssd_augmentations(512)`` against detectron2's
    default ``ResizeShortestEdge(800, 1333) + RandomFlip``.
 

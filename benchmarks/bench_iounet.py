@@ -1,6 +1,7 @@
 """IoU-Net inference latency per image on CPU, one tiny model (the synthetic-switch I1 model: GN
 ResNet-18 FPN, ~256 px inputs), every row the same weights with different test settings, as in
-the seed's latency table (thisisi3 README, RTX 2080 Ti: 50.0 / 52.9 / 62.1 / 84.8 ms):
+the latency table of the OpenMMLab-IoUNet README (RTX 2080 Ti: 50.0 / 52.9 / 62.1 / 84.8 ms;
+https://github.com/thisisi3/OpenMMLab-IoUNet):
 
 1. Faster R-CNN: the R-CNN branch pooled with ROIAlignV2, IoU branch off, detectron2 NMS;
 2. IoU-Net R-CNN, head off: PrRoIPool in the R-CNN branch, IoU branch off (row I1a);

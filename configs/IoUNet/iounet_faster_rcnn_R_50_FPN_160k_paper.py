@@ -1,6 +1,6 @@
 """I4: I1 with the paper's schedule: 160k iterations at 16 images, lr 0.01 (x0.1 at 120k),
 constant warm-up at lr 0.004 for the first 10k iterations, weight decay 1e-4, short side 800 /
-long side <= 1200 [verify-paper].  Paper 38.1."""
+long side <= 1200 (not yet checked against the paper).  Paper 38.1."""
 
 from detectron2.config import LazyCall as L
 from detectron2.solver import WarmupParamScheduler

@@ -2,7 +2,7 @@
 jittered RoIs per image with smooth-L1 on [-1, 1] targets (weight 5), IoU-guided NMS keyed on the
 predicted IoU, refinement with lambda 0.5, final score cls x IoU.
 
-Paper 38.1 box AP; thisisi3 39.3. Eval-only rows of this checkpoint: ``*_nohead.py`` (I1a),
+Paper 38.1 box AP; OpenMMLab-IoUNet 39.3. Eval-only rows of this checkpoint: ``*_nohead.py`` (I1a),
 ``*_iounms.py`` (I1b).
 """
 

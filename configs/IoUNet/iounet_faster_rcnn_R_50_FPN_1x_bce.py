@@ -1,5 +1,5 @@
-"""I2: I1 trained with the BCE IoU loss (thisisi3's improvement; soft IoU targets), lambda 0.5.
-thisisi3 39.6."""
+"""I2: I1 trained with the BCE IoU loss (OpenMMLab-IoUNet's improvement; soft IoU targets),
+lambda 0.5.  OpenMMLab-IoUNet 39.6."""
 
 from .iounet_faster_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
 

@@ -1,4 +1,4 @@
-"""I2a (eval-only of I2): refinement step lambda 2.0.  thisisi3 39.7.
+"""I2a (eval-only of I2): refinement step lambda 2.0.  OpenMMLab-IoUNet 39.7.
 With BCE the IoU gradient carries a p(1-p) <= 1/4 factor, which is why a larger lambda helps."""
 
 from .iounet_faster_rcnn_R_50_FPN_1x_bce import dataloader, lr_multiplier, model, optimizer, train

@@ -1,5 +1,6 @@
-"""I3 (eval-only of I2): thisisi3's "improved" IoU-Net: BCE + lambda 2.0 + IoU-guided NMS keyed on
-cls x IoU.  thisisi3 40.0 (its ``faster_rcnn_iou_r50_fpn_imprv_1x_coco.py``)."""
+"""I3 (eval-only of I2): OpenMMLab-IoUNet's "improved" IoU-Net: BCE + lambda 2.0 + IoU-guided NMS
+keyed on cls x IoU.  OpenMMLab-IoUNet 40.0 (its ``faster_rcnn_iou_r50_fpn_imprv_1x_coco.py``;
+https://github.com/thisisi3/OpenMMLab-IoUNet)."""
 
 from .iounet_faster_rcnn_R_50_FPN_1x_bce import dataloader, lr_multiplier, model, optimizer, train
 

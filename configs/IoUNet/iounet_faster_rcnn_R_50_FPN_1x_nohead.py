@@ -1,6 +1,6 @@
 """I1a (eval-only of I1): the IoU branch off at test time, plain NMS on the cls score.
 
-Paper 37.0; thisisi3 37.8.
+Paper 37.0; OpenMMLab-IoUNet 37.8.
 
     train_net.py --config-file configs/IoUNet/iounet_faster_rcnn_R_50_FPN_1x_nohead.py --eval-only \\
         train.init_checkpoint=output/iounet_faster_rcnn_R_50_FPN_1x/model_final.pth

@@ -1,7 +1,7 @@
 """K1: Faster R-CNN R50-FPN 2x trained with KL-Loss; test with plain hard NMS.
 
 alpha-layer init std 1e-4, smooth-L1 beta 1 inside the loss (paper / official KL).
-Paper 38.5 box AP; cxliu0 39.2. The eval-only configs ``*_varvote.py`` (K2),
+Paper 38.5 box AP; KL-Loss-pytorch 39.2. The eval-only configs ``*_varvote.py`` (K2),
 ``*_varvote_softnms.py`` (K3) and ``*_softnms.py`` (K4) reuse this checkpoint.
 """
 

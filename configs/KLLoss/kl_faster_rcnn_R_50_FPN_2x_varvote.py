@@ -1,5 +1,5 @@
 """K2 (eval-only of K1): variance voting with hard NMS 0.5, sigma_t 0.02, voters = remaining
-boxes with IoU > 0.  Paper 38.8 box AP; cxliu0 39.8.
+boxes with IoU > 0.  Paper 38.8 box AP; KL-Loss-pytorch 39.8.
 
     train_net.py --config-file configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x_varvote.py --eval-only \\
         train.init_checkpoint=output/kl_faster_rcnn_R_50_FPN_2x/model_final.pth

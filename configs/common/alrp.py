@@ -1,4 +1,5 @@
-"""Shared pieces of the aLRP / AP Loss RetinaNet configs (ALGORITHMS.md §5.8, rows A0-A6).
+"""Shared pieces of the aLRP / AP Loss RetinaNet configs (rows A0-A6; the setting is described in
+docs/design.md#retinanet-setting-for-alrp).
 
 - model: detectron2's model-zoo RetinaNet R50-FPN (P3-P7, P6 from C5) as ``BoxUncRetinaNet``;
   6 anchors per location (scales {1, 2^(1/2)} x 4 x stride, ratios {0.5, 1, 2}), box coder

@@ -1,4 +1,5 @@
-// Schemas of the bucketed ranking-loss kernels (aLRP Loss / AP Loss, ALGORITHMS.md §5.7).
+// Schemas of the bucketed ranking-loss kernels (aLRP Loss / AP Loss,
+// docs/design.md#fast-exact-ranking).
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {

@@ -1,8 +1,8 @@
-// Per-value math of the bucketed aLRP / AP Loss (ALGORITHMS.md §5.7), shared by the CPU and CUDA
-// kernels. The band edges of the positives (s_i - delta, s_i + delta), sorted, cut the logit axis
-// into buckets (bucket b holds edges[b-1] < v <= edges[b]); inside a bucket every smoothed step
-// H(v - s_i) is 0, 1 or one affine function of v, so per-bucket counts and sums give the ranks
-// and per-bucket (offset, slope) give the negatives' gradients.
+// Per-value math of the bucketed aLRP / AP Loss (docs/design.md#fast-exact-ranking), shared by the
+// CPU and CUDA kernels. The band edges of the positives (s_i - delta, s_i + delta), sorted, cut the
+// logit axis into buckets (bucket b holds edges[b-1] < v <= edges[b]); inside a bucket every
+// smoothed step H(v - s_i) is 0, 1 or one affine function of v, so per-bucket counts and sums give
+// the ranks and per-bucket (offset, slope) give the negatives' gradients.
 //
 // A value finds its bucket in O(1): [edges[0], edges[n-1]] is cut into `cells` equal grid cells,
 // and band_cell() is monotone in v (a subtraction, a multiplication by a positive constant and a

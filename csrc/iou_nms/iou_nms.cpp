@@ -1,4 +1,4 @@
-// Schema of IoU-guided NMS (Jiang et al., ECCV 2018, Alg. 1; ALGORITHMS.md §3.3).
+// Schema of IoU-guided NMS (Jiang et al., ECCV 2018, Alg. 1; docs/design.md#iou-net-inference).
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {

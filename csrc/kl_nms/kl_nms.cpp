@@ -1,4 +1,5 @@
-// Schema of the KL-Loss inference loop (He et al., CVPR 2019, Alg. 1; ALGORITHMS.md §1.5):
+// Schema of the KL-Loss inference loop (He et al., CVPR 2019, Alg. 1;
+// docs/design.md#variance-voting-and-soft-nms):
 // greedy selection, variance voting and hard or Gaussian soft suppression.
 #include <torch/library.h>
 

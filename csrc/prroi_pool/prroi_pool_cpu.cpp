@@ -389,7 +389,8 @@ struct BoxGradScratch {
   std::vector<Taps<T>> xt, yt;
 };
 
-// Adds RoI m's corner gradients (x1, y1, x2, y2; spec §2.3) from one group's channels to pr[0..3].
+// Adds RoI m's corner gradients (x1, y1, x2, y2; docs/design.md#prroipool-gradients) from one
+// group's channels to pr[0..3].
 // `gl` is the grad block as (PH, PW, nc); `gm` and `om` are the grad and output blocks as
 // (nc, PH, PW), in which sum_c grad * output is taken. The line integrals along the PW+1 vertical
 // and PH+1 horizontal bin edges are shared by adjacent bins. bin_edge_grads is linear in (out,

@@ -1,4 +1,5 @@
-// Per-bin math of Precise RoI Pooling, shared by the CPU and CUDA kernels (spec §2.1-2.3).
+// Per-bin math of Precise RoI Pooling, shared by the CPU and CUDA kernels (docs/design.md#prroipool
+// and its definition and gradient sections).
 //
 // The feature map is the zero-padded bilinear interpolant of its samples: sample (i, j) sits at
 // the continuous point (x=j, y=i) and contributes the tent k(x-j) k(y-i). Integrating a tent over
@@ -174,7 +175,8 @@ HOST_DEVICE inline T horizontal_line_integral(
 }
 
 // d out / d (ax, bx, ay, by) of one bin, from its output value and the four edge integrals
-// (spec §2.3): moving an edge outwards adds the edge's line integral and grows the area.
+// (docs/design.md#prroipool-gradients): moving an edge outwards adds the edge's line integral and
+// grows the area.
 template <typename T>
 struct EdgeGrads {
   T ax, bx, ay, by;

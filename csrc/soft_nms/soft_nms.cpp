@@ -1,4 +1,5 @@
-// Schema of soft-NMS (Bodla et al., ICCV 2017) with the exact procedure of ALGORITHMS.md §0.
+// Schema of soft-NMS (Bodla et al., ICCV 2017) with the exact procedure of
+// docs/design.md#nms-family-rules.
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {

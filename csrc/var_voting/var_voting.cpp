@@ -1,4 +1,5 @@
-// Schema of KL-Loss variance voting (He et al., CVPR 2019, Eq. 11; ALGORITHMS.md §1.5).
+// Schema of KL-Loss variance voting (He et al., CVPR 2019, Eq. 11;
+// docs/design.md#variance-voting-and-soft-nms).
 #include <torch/library.h>
 
 TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {

@@ -21,12 +21,12 @@ def add_boxunc_config(cfg: CN) -> CN:
 
 # ---- KL-Loss (d2_boxunc.modeling.roi_heads.kl_fast_rcnn) -------------------------------------
 def _add_kl_config(cfg: CN) -> None:
-    """``MODEL.ROI_HEADS.NAME: KLROIHeads`` reads these (ALGORITHMS.md §1, paper defaults)."""
+    """``MODEL.ROI_HEADS.NAME: KLROIHeads`` reads these (docs/design.md#kl-loss; paper defaults)."""
     kl = cfg.MODEL.ROI_BOX_HEAD.KL = CN()
     kl.BBOX_REG_WEIGHTS = (10.0, 10.0, 10.0, 10.0)  # corner-delta coder, x10 on all coordinates
     kl.DELTA_CLAMP = 1000.0 / 16  # |t / w| clamp when decoding
     kl.LOGVAR_INIT_STD = 1e-4
-    kl.SMOOTH_L1_BETA = 1.0  # 0.0: L1 (cxliu0's setting)
+    kl.SMOOTH_L1_BETA = 1.0  # 0.0: L1 (the KL-Loss-pytorch setting)
     kl.ALPHA_CLAMP = []  # [lo, hi]: straight-through clamp of alpha in the loss; [] = off
     kl.NMS_METHOD = "hard"  # "hard" | "soft" (Gaussian)
     kl.VAR_VOTING = False
@@ -40,7 +40,7 @@ def _add_kl_config(cfg: CN) -> None:
 # ---- IoU / GIoU / ln-IoU losses (d2_boxunc.modeling.roi_heads.iou_loss_fast_rcnn, .rpn) -------
 def _add_iou_loss_config(cfg: CN) -> None:
     """Keys of ``MODEL.ROI_HEADS.NAME: IoULossROIHeads`` and ``MODEL.PROPOSAL_GENERATOR.NAME:
-    IoULossRPN`` (ALGORITHMS.md §4). The loss types stay detectron2's own keys,
+    IoULossRPN`` (docs/design.md#iou-based-box-losses). The loss types stay detectron2's own keys,
     ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` and ``MODEL.RPN.BBOX_REG_LOSS_TYPE``, which these
     classes extend with ``"iou"`` and ``"ln_iou"`` (``"giou"`` becomes ours)."""
     if "BOXUNC" not in cfg.MODEL:
@@ -56,7 +56,8 @@ def _add_iou_loss_config(cfg: CN) -> None:
 
 # ---- IoU-Net (d2_boxunc.modeling.roi_heads.iou_net_roi_heads) --------------------------------
 def _add_iounet_config(cfg: CN) -> None:
-    """``MODEL.ROI_HEADS.NAME: IoUNetROIHeads`` reads these (ALGORITHMS.md §3, row I1 defaults).
+    """``MODEL.ROI_HEADS.NAME: IoUNetROIHeads`` reads these (row I1 defaults; see
+    docs/design.md#iou-net).
     ``MODEL.ROI_BOX_HEAD.POOLER_TYPE: PrRoIPool`` pools the R-CNN branch with PrRoIPool too."""
     h = cfg.MODEL.ROI_IOU_HEAD = CN()
     h.NAME = "IoUHead"
@@ -67,7 +68,7 @@ def _add_iounet_config(cfg: CN) -> None:
     h.FC_DIM = 1024
     h.CLS_AGNOSTIC = False  # paper: class-aware
     h.INIT_STD = 0.01  # fc_iou ~ N(0, 0.01^2)
-    h.LOSS_TYPE = "smooth_l1"  # "smooth_l1" (paper, targets on [-1, 1]) | "bce" (thisisi3)
+    h.LOSS_TYPE = "smooth_l1"  # "smooth_l1" (paper, targets on [-1, 1]) | "bce" (OpenMMLab-IoUNet)
     h.LOSS_WEIGHT = 5.0
     h.SMOOTH_L1_BETA = 1.0
     # jittered training RoIs (IoURoIGenerator)
@@ -80,11 +81,11 @@ def _add_iounet_config(cfg: CN) -> None:
     # inference (each stage switchable)
     h.TEST_ON = True  # False: plain fast_rcnn_inference (row I1a)
     h.NMS_TYPE = "iou_guided"  # "iou_guided" | "standard"
-    h.NMS_KEY = "iou"  # "iou" (paper) | "cls_x_iou" (thisisi3)
-    h.NMS_CLASS_BOXES = "argmax"  # "argmax" (thisisi3) | "per_class"
+    h.NMS_KEY = "iou"  # "iou" (paper) | "cls_x_iou" (OpenMMLab-IoUNet)
+    h.NMS_CLASS_BOXES = "argmax"  # "argmax" (OpenMMLab-IoUNet) | "per_class"
     h.PRE_REFINE_TOPK = 100
     h.REFINE = True
-    h.REFINE_LAMBDA = 0.5  # paper; thisisi3 "improved" 2.0
+    h.REFINE_LAMBDA = 0.5  # paper; OpenMMLab-IoUNet "improved" 2.0
     h.REFINE_STEPS = 5
     h.REFINE_OMEGA1 = 0.001
     h.REFINE_OMEGA2 = -0.01
@@ -94,7 +95,8 @@ def _add_iounet_config(cfg: CN) -> None:
 
 # ---- aLRP / AP Loss RetinaNet (d2_boxunc.modeling.meta_arch) ---------------------------------
 def _add_alrp_config(cfg: CN) -> None:
-    """``MODEL.META_ARCHITECTURE: BoxUncRetinaNet`` reads these (ALGORITHMS.md §5).
+    """``MODEL.META_ARCHITECTURE: BoxUncRetinaNet`` reads these (see
+    docs/design.md#alrp-loss-and-ap-loss).
 
     The anchors (``MODEL.ANCHOR_GENERATOR``), ``MODEL.RETINANET.BBOX_REG_WEIGHTS`` (10, 10, 5, 5)
     and ``MODEL.RETINANET.SMOOTH_L1_LOSS_BETA`` (1.0 for AP Loss) are detectron2's own keys.

@@ -1,10 +1,11 @@
 """SSD-style training augmentation (Liu et al., ECCV 2016, §2.2 "Data augmentation") as detectron2
 :class:`~detectron2.data.transforms.Augmentation` s.
 
-ALGORITHMS.md §5.8: the aLRP Loss "500"/"800" RetinaNets train with photometric distortion, a
-zoom-out ("Expand" onto a mean-filled canvas), a min-IoU random crop, a resize to a fixed square
-without keeping the aspect ratio and a horizontal flip. detectron2 has a ``MinIoURandomCrop`` but it
-keeps boxes whose centre falls outside the crop, and it has no Expand and no hue jitter.
+docs/design.md#retinanet-setting-for-alrp: the aLRP Loss "500"/"800" RetinaNets train with
+photometric distortion, a zoom-out ("Expand" onto a mean-filled canvas), a min-IoU random crop, a
+resize to a fixed square without keeping the aspect ratio and a horizontal flip. detectron2 has a
+``MinIoURandomCrop`` but it keeps boxes whose centre falls outside the crop, and it has no Expand
+and no hue jitter.
 
 Every augmentation returns a deterministic :class:`~detectron2.data.transforms.Transform`, so the
 image, boxes, polygons, bitmasks and semantic maps are all transformed consistently by detectron2.
@@ -154,8 +155,8 @@ class PhotometricDistort(T.Augmentation):
         saturation_range (tuple[float, float]): saturation factor range. Default: (0.5, 1.5).
         hue_delta (float): hue offset in degrees drawn from U(-delta, delta). Default: 18.
         swap_channels_prob (float): probability of a random channel permutation at the end.
-            mmdetection's ``PhotoMetricDistortion`` does this with 0.5; ALGORITHMS.md §5.8 does
-            not list it. Default: 0.
+            mmdetection's ``PhotoMetricDistortion`` does this with 0.5; the aLRP Loss setting
+            (docs/design.md#retinanet-setting-for-alrp) leaves it out. Default: 0.
         image_format (str): "BGR" (detectron2's default) or "RGB". Default: "BGR".
     """
 
@@ -425,9 +426,10 @@ def ssd_augmentations(
     image_format: str = "BGR",
     mean: Sequence[float] = IMAGENET_MEAN_RGB,
 ) -> list[T.Augmentation]:
-    """The SSD training pipeline of ALGORITHMS.md §5.8: photometric distortion, Expand (ratio 1-4,
-    p=0.5, mean fill), min-IoU random crop, resize to ``size x size`` (aspect ratio not kept),
-    horizontal flip with p=0.5. Use with :class:`BoxAugDatasetMapper`.
+    """The SSD training pipeline of the aLRP Loss setting
+    (docs/design.md#retinanet-setting-for-alrp): photometric distortion, Expand (ratio 1-4, p=0.5,
+    mean fill), min-IoU random crop, resize to ``size x size`` (aspect ratio not kept), horizontal
+    flip with p=0.5. Use with :class:`BoxAugDatasetMapper`.
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")

@@ -16,12 +16,13 @@ scores in (b/B, (b+1)/B], the first bin also 0, as the reference implementation 
   N_b / N * |mean score_b - precision_b|, precision_b = fraction of the bin's detections that are
   TPs at tau = 0.5;
 - LaECE (Oksuz et al., CVPR 2023; the LaECE_0 of Kuzucu, Oksuz et al., ECCV 2024, whose official
-  code fiveai/detection_calibration was read for the definition): for each class c, the same sum
-  over the class's detections with the target IoU(detection, matched GT) for a TP and 0 for any
-  other detection (TPs at tau = 0, i.e. any overlap, and 25 bins by default, as there); LaECE is
-  the mean over the classes that have at least one detection.  (The reference implementation also
-  leaves out classes without any GT in the dataset, and a class whose error is exactly 0; neither
-  is done here.)  A detector is LaECE-calibrated when its score predicts the IoU it will reach.
+  code https://github.com/fiveai/detection_calibration was read for the definition): for each class
+  c, the same sum over the class's detections with the target IoU(detection, matched GT) for a TP
+  and 0 for any other detection (TPs at tau = 0, i.e. any overlap, and 25 bins by default, as
+  there); LaECE is the mean over the classes that have at least one detection.  (The reference
+  implementation also leaves out classes without any GT in the dataset, and a class whose error is
+  exactly 0; neither is done here.)  A detector is LaECE-calibrated when its score predicts the IoU
+  it will reach.
 
 The binned computation is written out here instead of taken from ``netcal``: netcal's ECE
 expects binary labels (it cannot take the IoU targets of LaECE), has no per-class averaging, and

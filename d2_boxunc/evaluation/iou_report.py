@@ -3,7 +3,8 @@ with the true IoU of a detection much better than the classification score does.
 
 Each detection's true IoU is its largest IoU with a ground-truth box of its class. Correlations
 are computed over the detections whose true IoU is at least ``min_true_iou`` (0.5: the head is
-trained only on RoIs with IoU >= 0.5, so lower IoUs say nothing about it, spec §7).
+trained only on RoIs with IoU >= 0.5, so lower IoUs say nothing about it;
+docs/design.md#known-pitfalls).
 """
 
 from __future__ import annotations

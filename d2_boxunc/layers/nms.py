@@ -1,6 +1,7 @@
 """NMS family for box-uncertainty detectors: soft-NMS, IoU-guided NMS, KL-Loss variance voting.
 
-Boxes are ``(x1, y1, x2, y2)`` without "+1". The exact conventions (ALGORITHMS.md §0):
+Boxes are ``(x1, y1, x2, y2)`` without "+1". The exact conventions
+(docs/design.md#nms-family-rules):
 
 - IoU thresholds are strict: a box is suppressed, decayed or votes when ``IoU > t``.
 - Score thresholds are inclusive: a box survives when ``score >= score_threshold``. Boxes whose
@@ -338,7 +339,8 @@ def kl_nms(
     soft_sigma: float = 0.5,
     vote_iou_threshold: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """KL-Loss inference on one class (He et al., CVPR 2019, Alg. 1; ALGORITHMS.md §1.5).
+    """KL-Loss inference on one class (He et al., CVPR 2019, Alg. 1; see
+    docs/design.md#variance-voting-and-soft-nms).
 
     Boxes with an initial score below ``score_threshold`` are dropped. Then, repeatedly: select
     the remaining box m with the highest current score; replace its coordinates by the vote of m

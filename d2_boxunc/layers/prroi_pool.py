@@ -1,10 +1,10 @@
 """Precise RoI Pooling (PrRoIPool, IoU-Net): the exact average of the bilinearly interpolated
 feature map over each bin, differentiable w.r.t. the features and the box coordinates.
 
-Conventions (spec §0, §2.1): feature sample (i, j) sits at map point (x=j, y=i); the interpolant
-is zero-padded (falls linearly to 0 over one cell past the border); a zero-area bin outputs 0 with
-zero gradients. ``aligned=False`` is the official op exactly; ``aligned=True`` (default) shifts the
-scaled coordinates by -0.5 like detectron2's ROIAlignV2.
+Conventions (docs/design.md#prroipool-definition): feature sample (i, j) sits at map point
+(x=j, y=i); the interpolant is zero-padded (falls linearly to 0 over one cell past the border); a
+zero-area bin outputs 0 with zero gradients. ``aligned=False`` is the official op exactly;
+``aligned=True`` (default) shifts the scaled coordinates by -0.5 like detectron2's ROIAlignV2.
 """
 
 import logging

@@ -1,9 +1,9 @@
 """aLRP Loss (Oksuz et al., NeurIPS 2020) and AP Loss (Chen et al.) with exact, fast ranking.
 
-ALGORITHMS.md §5. Logits ``s (M,)`` and labels ``y (M,)`` are the whole per-GPU batch flattened
-over images, anchors and classes: ``y == 1`` marks positives ``P``, ``y == 0`` negatives ``N``,
-anything else is ignored (no value, zero gradient). With the smoothed step
-``H(x) = clamp(x / (2 delta) + 1/2, 0, 1)`` and, for ``i in P``,
+Design: docs/design.md#alrp-loss-and-ap-loss. Logits ``s (M,)`` and labels ``y (M,)`` are the
+whole per-GPU batch flattened over images, anchors and classes: ``y == 1`` marks positives ``P``,
+``y == 0`` negatives ``N``, anything else is ignored (no value, zero gradient). With the smoothed
+step ``H(x) = clamp(x / (2 delta) + 1/2, 0, 1)`` and, for ``i in P``,
 
     N_FP(i)  = sum_{j in N} H(s_j - s_i)
     rank+(i) = 1 + sum_{k in P, k != i} H(s_k - s_i)
@@ -11,21 +11,22 @@ anything else is ignored (no value, zero gradient). With the smoothed step
     E(i)     = sum_{k in P, k != i} H(s_k - s_i) eps_k
 
 aLRP's classification value is ``1 - mean rank+/rank``; its gradient is the error-driven update of
-§5.4, not the autograd gradient. AP Loss (§5.6) uses interpolated precision instead.
+docs/design.md#alrp-values-and-update, not the autograd gradient. AP Loss
+(docs/design.md#ap-loss) uses interpolated precision instead.
 
 Two implementations compute the same numbers:
 
 - ``impl="loop"``: one Python iteration per positive, as the reference code does
   (O(|P| (|P| + |N|)) work, ~10 kernel launches per positive). Kept as the test oracle.
-- ``impl="sorted"`` (default): §5.7. Only the positive logits are sorted. Every negative is put
-  into one of the ``2|P| + 1`` buckets cut by the band edges ``s_i +- delta``; inside a bucket
-  each ``H(s_j - s_i)`` is either 0, 1 or the same affine function of ``s_j``, so per-bucket
-  counts and sums of ``s_j`` (float64, prefix-summed) give every ``N_FP(i)``, and per-bucket
-  affine coefficients give every negative's gradient. Positive-positive terms are band queries
-  on the sorted positives. With the compiled ops (CPU, CUDA) the negatives take two streaming
-  passes of ``d2_boxunc::alrp_band_stats`` / ``alrp_band_grad``, bucketing each value in O(1)
-  through a grid table; without them (or on another device) the same buckets come from
-  PyTorch ops. No Python loop, no ``.cuda()``, any device.
+- ``impl="sorted"`` (default; docs/design.md#fast-exact-ranking). Only the positive logits are
+  sorted. Every negative is put into one of the ``2|P| + 1`` buckets cut by the band edges
+  ``s_i +- delta``; inside a bucket each ``H(s_j - s_i)`` is either 0, 1 or the same affine
+  function of ``s_j``, so per-bucket counts and sums of ``s_j`` (float64, prefix-summed) give every
+  ``N_FP(i)``, and per-bucket affine coefficients give every negative's gradient. Positive-positive
+  terms are band queries on the sorted positives. With the compiled ops (CPU, CUDA) the negatives
+  take two streaming passes of ``d2_boxunc::alrp_band_stats`` / ``alrp_band_grad``, bucketing each
+  value in O(1) through a grid table; without them (or on another device) the same buckets come
+  from PyTorch ops. No Python loop, no ``.cuda()``, any device.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _H(x: Tensor, delta: float) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------------
-# the fast path (§5.7)
+# the fast path (docs/design.md#fast-exact-ranking)
 # ------------------------------------------------------------------------------------------------
 def _band_sum(v: Tensor, w: Tensor | None, t: Tensor, delta: float) -> Tensor:
     """``sum_k w_k H(v_k - t_q)`` for every query ``t_q``; ``v`` ascending (float64)."""
@@ -401,7 +402,8 @@ def _ap_loop(logits, labels, pos_idx, delta):
 
 
 # ------------------------------------------------------------------------------------------------
-# autograd wiring: the forward stores the update, the backward hands it out (§5.4)
+# autograd wiring: the forward stores the update, the backward hands it out
+# (docs/design.md#alrp-values-and-update)
 # ------------------------------------------------------------------------------------------------
 class _ALRPCls(torch.autograd.Function):
     @staticmethod
@@ -456,7 +458,8 @@ def alrp_cls(
     eps: float = 1e-5,
     impl: str = "sorted",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Classification component of aLRP Loss with its error-driven update (ALGORITHMS.md §5.3-5.4).
+    """Classification component of aLRP Loss with its error-driven update
+    (docs/design.md#alrp-values-and-update).
 
     Args:
         logits (Tensor[M] or any shape): classification logits of the whole batch, flattened
@@ -495,7 +498,8 @@ def alrp_cls(
 
 
 def alrp_loc(loc_err: Tensor, rank: Tensor, order: Tensor) -> Tensor:
-    """Localisation component of aLRP Loss (ALGORITHMS.md §5.3), before the SB weight.
+    """Localisation component of aLRP Loss (docs/design.md#alrp-values-and-update), before the SB
+    weight.
 
     ``(1/|P|) sum_i (sum of eps_k over positives scoring at or above i, hard order) / rank(i)``,
     with ``rank`` and ``order`` from :func:`alrp_cls` (detached); autograd flows through
@@ -514,7 +518,7 @@ def alrp_loc(loc_err: Tensor, rank: Tensor, order: Tensor) -> Tensor:
 
 
 def ap_loss(logits: Tensor, labels: Tensor, delta: float = 1.0, impl: str = "sorted") -> Tensor:
-    """AP Loss with interpolated precision, as in the aLRP codebase (ALGORITHMS.md §5.6).
+    """AP Loss with interpolated precision, as in the aLRP codebase (docs/design.md#ap-loss).
 
     Value ``1 - mean ip(i)``; backward gives ``-(1 - ip(i))/|P|`` to positives and
     ``(1/|P|) sum_i c_i H(s_j - s_i)`` to negatives. Arguments as in :func:`alrp_cls`.

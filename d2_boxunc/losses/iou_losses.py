@@ -1,4 +1,5 @@
-"""IoU, GIoU and -ln IoU box losses (Rezatofighi et al., CVPR 2019, Alg. 2; ALGORITHMS.md §4.1),
+"""IoU, GIoU and -ln IoU box losses (Rezatofighi et al., CVPR 2019, Alg. 2; see
+docs/design.md#iou-loss-definitions),
 and DIoU / CIoU (Zheng et al., AAAI 2020) and EIoU (Zhang et al., Neurocomputing 2022)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""KL-Loss for box regression with a predicted variance (He et al., CVPR 2019; ALGORITHMS.md §1.3)."""
+"""KL-Loss for box regression with a predicted variance (He et al., CVPR 2019; formulas in
+docs/design.md#variance-head-and-loss)."""
 
 from __future__ import annotations
 

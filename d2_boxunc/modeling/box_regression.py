@@ -9,7 +9,8 @@ __all__ = ["Box2BoxTransformXYXY"]
 
 
 class Box2BoxTransformXYXY:
-    """Corner-delta box coder of KL-Loss (He et al., CVPR 2019; ALGORITHMS.md §1.1).
+    """Corner-delta box coder of KL-Loss (He et al., CVPR 2019;
+    docs/design.md#corner-delta-box-coder).
 
     Each corner moves independently, normalised by the proposal size:
     ``t_x1 = w_x1 * (g_x1 - a_x1) / a_w``, ``t_y1 = w_y1 * (g_y1 - a_y1) / a_h``, and the same for

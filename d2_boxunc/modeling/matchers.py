@@ -2,8 +2,8 @@
 
 detectron2 ships only the IoU-threshold :class:`detectron2.modeling.matcher.Matcher`. ATSS replaces
 the fixed IoU thresholds with a per-ground-truth threshold computed from the statistics of the
-anchors closest to the object (paper Alg. 1); ALGORITHMS.md §5.8 uses it for the ATSS variants of the
-aLRP Loss RetinaNet (rows A2, A5 of §6).
+anchors closest to the object (paper Alg. 1); the ATSS variants of the aLRP Loss RetinaNet use it
+(rows A2-A6 of docs/design.md#experiment-matrix).
 """
 
 from __future__ import annotations

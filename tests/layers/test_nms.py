@@ -1,5 +1,6 @@
 """Compiled NMS-family ops against their Python-loop references and the exact conventions of
-ALGORITHMS.md §0 (strict IoU thresholds, inclusive score survival, ties to the smaller index)."""
+docs/design.md#nms-family-rules (strict IoU thresholds, inclusive score survival, ties to the
+smaller index)."""
 
 import pytest
 import torch

@@ -1,5 +1,6 @@
-"""PrRoIPool: compiled op vs the pure-PyTorch reference, analytic identities (spec §2.5),
-torch.library integration (opcheck, compile, autocast), input validation and the FPN pooler."""
+"""PrRoIPool: compiled op vs the pure-PyTorch reference, analytic identities
+(docs/design.md#prroipool-definition), torch.library integration (opcheck, compile, autocast),
+input validation and the FPN pooler."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""aLRP / AP Loss: the fast sorted algorithm equals the reference loop (ALGORITHMS.md §5.7)."""
+"""aLRP / AP Loss: the fast sorted algorithm equals the reference loop
+(docs/design.md#fast-exact-ranking)."""
 
 import pytest
 import torch

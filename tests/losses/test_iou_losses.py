@@ -1,6 +1,6 @@
-"""iou_loss: values and gradients against closed forms (ALGORITHMS.md §4.1), degenerate inputs,
-property tests (finite, in range, scale/translation invariant); DIoU / CIoU / EIoU against hand
-values, detectron2 and a scalar reference."""
+"""iou_loss: values and gradients against closed forms (docs/design.md#iou-loss-definitions),
+degenerate inputs, property tests (finite, in range, scale/translation invariant); DIoU / CIoU /
+EIoU against hand values, detectron2 and a scalar reference."""
 
 import math
 

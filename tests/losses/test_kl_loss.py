@@ -1,4 +1,5 @@
-"""kl_loss: values and gradients against the closed forms of ALGORITHMS.md §1.3, and numerics."""
+"""kl_loss: values and gradients against the closed forms of docs/design.md#variance-head-and-loss,
+and numerics."""
 
 import pytest
 import torch

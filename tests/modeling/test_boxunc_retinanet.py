@@ -161,7 +161,8 @@ def test_short_training_lowers_the_loss(model_cfg, loss, one_thread):
     assert set(losses) == {"loss_cls", "loss_box_reg"}
     if loss == "alrp":
         # The aLRP total is not monotone early on: L_loc divides by ranks that shrink as the
-        # negatives are pushed down (ALGORITHMS.md §7, kemaloksuz/aLRPLoss#7). What training
+        # negatives are pushed down (docs/design.md#known-pitfalls,
+        # https://github.com/kemaloksuz/aLRPLoss/issues/7). What training
         # must lower is the ranking error and the positives' localisation error.
         assert set(hist["alrp/sb_weight"]) == {50.0}
         assert all(0 <= v <= 1 for v in hist["alrp/cls"])

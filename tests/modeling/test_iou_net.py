@@ -52,7 +52,8 @@ def test_per_image_sampler_iou_distribution_and_targets():
     assert (ious >= 0.5).all() and (ious <= 1.0).all()
     assert torch.equal(classes, torch.tensor([2, 0])[arg])
     frac = torch.bincount(torch.floor(ious * 10).long().clamp(max=9), minlength=10)[5:] / len(ious)
-    # 201 draws from each of the bins 0.5-0.9 and the 79 of [0.9, 1): 22.8% / 8.9% (spec §3.2)
+    # 201 draws from each of the bins 0.5-0.9 and the 79 of [0.9, 1): 22.8% / 8.9%
+    # (docs/design.md#jittered-training-rois)
     for f in frac[:4]:
         assert 0.19 < f < 0.27
     assert 0.05 < frac[4] < 0.13

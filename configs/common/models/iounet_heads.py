@@ -1,4 +1,4 @@
-"""IoU-Net pieces (ALGORITHMS.md §3) for any detectron2 R-CNN LazyConfig with an FPN.
+"""IoU-Net pieces (docs/design.md#iou-net) for any detectron2 R-CNN LazyConfig with an FPN.
 
 Import them under underscore names and attach them to ``model.roi_heads`` after setting its
 ``_target_`` to ``IoUNetROIHeads`` (see ``configs/IoUNet/iounet_faster_rcnn_R_50_FPN_1x.py``).
@@ -13,7 +13,7 @@ from d2_boxunc.modeling.roi_heads import IoUHead, IoURoIGenerator
 
 FPN_SCALES = (1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32)
 
-# R-CNN branch and IoU branch both pool with PrRoIPool 7x7 (thisisi3 shares one extractor).
+# R-CNN branch and IoU branch both pool with PrRoIPool 7x7 (OpenMMLab-IoUNet shares one extractor).
 box_pooler = L(PrRoIPooler)(output_size=7, scales=FPN_SCALES, aligned=True)
 iou_pooler = L(PrRoIPooler)(output_size=7, scales=FPN_SCALES, aligned=True)
 

@@ -1,4 +1,4 @@
-"""KL-Loss box predictor (ALGORITHMS.md §1): corner deltas x10, log-variance layer, KL loss.
+"""KL-Loss box predictor (docs/design.md#kl-loss): corner deltas x10, log-variance layer, KL loss.
 
 Assign it to ``model.roi_heads.box_predictor`` of any detectron2 R-CNN LazyConfig, and set
 ``model._target_`` to ``d2_boxunc.modeling.meta_arch.BoxUncRCNN`` so that ``pred_boxes_std`` is

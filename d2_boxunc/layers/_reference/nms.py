@@ -1,8 +1,9 @@
-"""Python-loop references of the NMS family (ALGORITHMS.md §0, §1.5, §3.3).
+"""Python-loop references of the NMS family (docs/design.md#nms-family-rules,
+docs/design.md#variance-voting-and-soft-nms, docs/design.md#iou-net-inference).
 
-Each function follows the spec's pseudo-code literally, one selected box per loop iteration, and
-evaluates IoUs in the same arithmetic order as the compiled kernels (``csrc/common/box_utils.h``)
-so that both agree bit for bit on ``keep``.
+Each function follows the pseudo-code of docs/design.md literally, one selected box per loop
+iteration, and evaluates IoUs in the same arithmetic order as the compiled kernels
+(``csrc/common/box_utils.h``) so that both agree bit for bit on ``keep``.
 """
 
 import math

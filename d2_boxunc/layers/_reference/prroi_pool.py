@@ -1,4 +1,5 @@
-"""Pure-PyTorch PrRoIPool: the separable closed form of spec §2.2, differentiated by autograd.
+"""Pure-PyTorch PrRoIPool: the separable closed form of docs/design.md#prroipool-definition,
+differentiated by autograd.
 
 Each bin integral of the zero-padded bilinear interpolant is ``Ky @ F @ Kx^T`` with tent weights
 ``K(j; a, b) = Phi(b - j) - Phi(a - j)``. Cost is O(K * C * H * W * P): fine as a test oracle and

@@ -1,19 +1,21 @@
-"""RetinaNet trained with focal loss, AP Loss or aLRP Loss (ALGORITHMS.md §5).
+"""RetinaNet trained with focal loss, AP Loss or aLRP Loss (see
+docs/design.md#alrp-loss-and-ap-loss).
 
 ``BoxUncRetinaNet`` is detectron2's ``RetinaNet`` with the loss chosen by ``cls_loss_type``:
 
 - ``"focal"``: detectron2's focal loss and its regression loss (``box_reg_loss_type``).
-- ``"ap"``: AP Loss (§5.6) + smooth-L1 on the deltas, averaged over the ``4 |P|`` coordinates.
-- ``"alrp"``: aLRP Loss (§5.3): the ranking classification component plus ``w_SB`` times the
-  localisation component, whose error is ``1 - GIoU`` (``loc_error="giou"``) or ``2 (1 - IoU)``
-  (``"iou"``) of the decoded boxes.
+- ``"ap"``: AP Loss (docs/design.md#ap-loss) + smooth-L1 on the deltas, averaged over the ``4 |P|``
+  coordinates.
+- ``"alrp"``: aLRP Loss (docs/design.md#alrp-values-and-update): the ranking classification
+  component plus ``w_SB`` times the localisation component, whose error is ``1 - GIoU``
+  (``loc_error="giou"``) or ``2 (1 - IoU)`` (``"iou"``) of the decoded boxes.
 
-Self-balance (§5.5): ``w_SB`` starts at ``sb_weight_init`` (50) and, every ``sb_period``
-iterations (one epoch: ``ceil(len(train set) / total batch)``, derived from the dataset unless
-given), becomes ``(mean L_cls + mean L_loc) / mean L_loc`` of that period. The per-iteration
-values are averaged over ranks (all-reduce) before they are summed, so every GPU holds the same
-sums and weight. Weight, sums and counters are registered buffers: they are saved in checkpoints
-and restored by ``--resume``. ``sb_update=False`` keeps the weight fixed.
+Self-balance (docs/design.md#self-balance): ``w_SB`` starts at ``sb_weight_init`` (50) and, every
+``sb_period`` iterations (one epoch: ``ceil(len(train set) / total batch)``, derived from the
+dataset unless given), becomes ``(mean L_cls + mean L_loc) / mean L_loc`` of that period. The
+per-iteration values are averaged over ranks (all-reduce) before they are summed, so every GPU holds
+the same sums and weight. Weight, sums and counters are registered buffers: they are saved in
+checkpoints and restored by ``--resume``. ``sb_update=False`` keeps the weight fixed.
 
 The anchor matcher may be detectron2's IoU ``Matcher`` or ``d2_boxunc``'s ``ATSSMatcher``, which
 labels anchors from the per-level anchor lists.
@@ -257,7 +259,8 @@ class BoxUncRetinaNet(RetinaNet):
         return {"loss_cls": loss_cls, "loss_box_reg": weight * loss_loc}
 
     def _loc_error(self, anchors, pred_anchor_deltas, gt_boxes, pos_mask) -> torch.Tensor:
-        """Localisation error of every positive, in ``pos_mask`` order (§5.1)."""
+        """Localisation error of every positive, in ``pos_mask`` order
+        (docs/design.md#ranking-setting)."""
         anchors = type(anchors[0]).cat(anchors).tensor  # (R, 4)
         deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
         n = deltas.shape[0]

@@ -1,4 +1,5 @@
-"""RPN trained with IoU / GIoU / -ln IoU box losses (GIoU repo's "rpn_giou" setting; ALGORITHMS.md §4.2-4.3)."""
+"""RPN trained with IoU / GIoU / -ln IoU box losses (the GIoU code's "rpn_giou" setting; see
+docs/design.md#where-the-iou-losses-apply)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IoU-Net's IoU-prediction head (Jiang et al., ECCV 2018; ALGORITHMS.md §3.1, §3.2 step 5).
+"""IoU-Net's IoU-prediction head (Jiang et al., ECCV 2018; docs/design.md#iou-head).
 
 Flattened PrRoIPool features -> FC + ReLU (x2) -> ``fc_iou`` with K outputs (class-aware, paper)
 or 1 (class-agnostic). The raw output is mapped to an IoU in [0, 1] by :meth:`IoUHead.predict_iou`
@@ -46,11 +46,11 @@ class IoUHead(nn.Module):
         Args:
             input_shape (ShapeSpec): pooled feature shape (channels, height, width).
             num_classes (int): K foreground classes (ignored when ``class_agnostic``).
-            fc_dims (list[int]): hidden FC widths. Default: (1024, 1024) (thisisi3, paper).
+            fc_dims (list[int]): hidden FC widths. Default: (1024, 1024) (OpenMMLab-IoUNet, paper).
             class_agnostic (bool): one IoU output instead of one per class. Default: False.
             loss_type (str): ``"smooth_l1"`` (paper: smooth-L1 against ``(IoU - 0.5) / 0.5``) or
-                ``"bce"`` (thisisi3's improvement: BCE-with-logits against the soft IoU).
-            loss_weight (float): IoU loss weight. Default: 5.0 (thisisi3; not in the paper).
+                ``"bce"`` (OpenMMLab-IoUNet's improvement: BCE-with-logits against the soft IoU).
+            loss_weight (float): IoU loss weight. Default: 5.0 (OpenMMLab-IoUNet; not in the paper).
             smooth_l1_beta (float): beta of the smooth-L1 loss. Default: 1.0.
             iou_init_std (float): std of the normal init of ``fc_iou`` (bias 0). Default: 0.01.
         """
@@ -115,7 +115,7 @@ class IoUHead(nn.Module):
         return raw * 0.5 + 0.5
 
     def losses(self, raw: Tensor, classes: Tensor, target_ious: Tensor) -> Tensor:
-        """Weighted IoU loss averaged over the M IoU RoIs (thisisi3 ``avg_factor = M``).
+        """Weighted IoU loss averaged over the M IoU RoIs (OpenMMLab-IoUNet ``avg_factor = M``).
 
         Args:
             raw (Tensor[M, K] or Tensor[M, 1]): head outputs.

@@ -2,7 +2,8 @@
 
 ``IoULossFastRCNNOutputLayers`` is a drop-in ``box_predictor`` for detectron2's
 ``StandardROIHeads`` (LazyConfig: ``model.roi_heads.box_predictor``); ``IoULossROIHeads`` wires it
-for yacs configs (``MODEL.ROI_HEADS.NAME: IoULossROIHeads``). Spec: ALGORITHMS.md §4.
+for yacs configs (``MODEL.ROI_HEADS.NAME: IoULossROIHeads``). Design:
+docs/design.md#iou-based-box-losses.
 """
 
 from __future__ import annotations

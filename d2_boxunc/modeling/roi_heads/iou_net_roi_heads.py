@@ -1,23 +1,23 @@
 """IoU-Net ROI heads (Jiang et al., ECCV 2018): an IoU branch beside the R-CNN branch, IoU-guided
-NMS and optimisation-based box refinement. Spec: ALGORITHMS.md §3.
+NMS and optimisation-based box refinement. Design: docs/design.md#iou-net.
 
 Training adds ``loss_iou``: the IoU head (:class:`~d2_boxunc.modeling.roi_heads.iou_head.IoUHead`)
 on PrRoIPool features of IoU-balanced jittered ground-truth boxes
 (:class:`~d2_boxunc.modeling.roi_heads.iou_roi_generator.IoURoIGenerator`); the R-CNN losses are
 detectron2's, on RPN proposals.
 
-Inference (§3.3), each stage switchable so that every ablation row is an eval-only variant of one
-checkpoint:
+Inference (docs/design.md#iou-net-inference), each stage switchable so that every ablation row is
+an eval-only variant of one checkpoint:
 
 1. softmax scores and regressed boxes (clipped) from the R-CNN branch;
 2. ``test_iou_head=False``: detectron2's ``fast_rcnn_inference`` (row I1a; no ``pred_ious``);
 3. otherwise the IoU head scores the regressed boxes (the argmax-class box of each proposal,
    shared by all its candidates, or each class's own box with ``test_nms_class_boxes="per_class"``);
 4. candidates with cls score >= ``test_score_thresh``, per-class NMS: ``test_nms_type="iou_guided"``
-   (key ``"iou"`` = paper, ``"cls_x_iou"`` = thisisi3's improvement; a kept box's score is its
-   cluster's max cls score) or ``"standard"`` (detectron2's NMS on the cls score);
+   (key ``"iou"`` = paper, ``"cls_x_iou"`` = OpenMMLab-IoUNet's improvement; a kept box's score is
+   its cluster's max cls score) or ``"standard"`` (detectron2's NMS on the cls score);
 5. with ``refine=True``: the top ``test_pre_refine_topk`` are refined by gradient ascent on their
-   predicted IoU (§3.4), all boxes of all images in one batch;
+   predicted IoU (docs/design.md#box-refinement), all boxes of all images in one batch;
 6. score: ``final_score="cls"`` or ``"cls_x_iou"`` (x the IoU after refinement); top
    ``test_topk_per_image``.
 
@@ -52,7 +52,7 @@ NMS_TYPES = ("standard", "iou_guided")
 NMS_KEYS = ("iou", "cls_x_iou")
 CLASS_BOXES = ("argmax", "per_class")
 FINAL_SCORES = ("cls", "cls_x_iou")
-MIN_SIZE = 1e-2  # refined boxes keep x2 >= x1 + MIN_SIZE (spec §3.4 robustness)
+MIN_SIZE = 1e-2  # refined boxes keep x2 >= x1 + MIN_SIZE (docs/design.md#box-refinement)
 
 
 def _check(name: str, value, allowed) -> None:
@@ -97,11 +97,11 @@ class IoUNetROIHeads(StandardROIHeads):
             test_iou_head (bool): run the IoU branch at test time (False = row I1a).
             test_nms_type (str): ``"iou_guided"`` or ``"standard"``.
             test_nms_key (str): IoU-guided NMS ranking key, ``"iou"`` (paper) or ``"cls_x_iou"``.
-            test_nms_class_boxes (str): ``"argmax"`` (thisisi3: every class's candidate uses the
-                argmax-class box) or ``"per_class"`` (each class's own regressed box).
+            test_nms_class_boxes (str): ``"argmax"`` (OpenMMLab-IoUNet: every class's candidate
+                uses the argmax-class box) or ``"per_class"`` (each class's own regressed box).
             test_pre_refine_topk (int): boxes per image kept for refinement (paper 100).
             refine (bool): optimisation-based refinement (paper Alg. 2).
-            refine_lambda (float): step size lambda (paper 0.5, thisisi3 "improved" 2.0).
+            refine_lambda (float): step size lambda (paper 0.5, OpenMMLab-IoUNet "improved" 2.0).
             refine_steps (int): T. refine_omega1 (float): early-stop |delta IoU| threshold.
             refine_omega2 (float): degeneration tolerance (stop when delta IoU < it).
             refine_clip (bool): clip refined boxes to the image and keep them non-inverted.
@@ -301,7 +301,7 @@ class IoUNetROIHeads(StandardROIHeads):
         scores: list[Tensor] | tuple[Tensor, ...],
         image_sizes: list[tuple[int, int]],
     ) -> list[Instances]:
-        """Stages 3-7 of §3.3 for a batch; see the module docstring."""
+        """Stages 2-6 of docs/design.md#iou-net-inference for a batch; see the module docstring."""
         cands = [self._candidates(b, s, hw) for b, s, hw in zip(boxes, scores, image_sizes)]
         # IoU head once for the whole batch, every class column
         eval_boxes = [c[3] for c in cands]
@@ -370,14 +370,15 @@ class IoUNetROIHeads(StandardROIHeads):
         classes: list[Tensor],
         image_sizes: list[tuple[int, int]],
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Optimisation-based refinement (paper Alg. 2, ALGORITHMS.md §3.4), batched over every
-        box of every image: ``T`` steps of ``B += lambda * dIoU/dB * [w, h, w, h]`` on the predicted
-        IoU of each box's own class; a box stops when ``|dIoU| < Omega1`` or ``dIoU < Omega2``
-        (the step that triggered the stop is kept). Gradients go only to a fresh box leaf through
-        ``torch.autograd.grad``, under ``enable_grad`` (works inside ``no_grad`` and
-        ``inference_mode``); parameters' ``.grad`` are never touched. The FPN level of each box
-        is chosen once, from its starting size (the level choice has no gradient anyway, §2.4),
-        and the boxes are processed grouped by level, which avoids ROIPooler's scatter per step.
+        """Optimisation-based refinement (paper Alg. 2, docs/design.md#box-refinement), batched over
+        every box of every image: ``T`` steps of ``B += lambda * dIoU/dB * [w, h, w, h]`` on the
+        predicted IoU of each box's own class; a box stops when ``|dIoU| < Omega1`` or
+        ``dIoU < Omega2`` (the step that triggered the stop is kept). Gradients go only to a fresh
+        box leaf through ``torch.autograd.grad``, under ``enable_grad`` (works inside ``no_grad``
+        and ``inference_mode``); parameters' ``.grad`` are never touched. The FPN level of each box is
+        chosen once, from its starting size (the level choice has no gradient anyway,
+        docs/design.md#prroipool-in-the-fpn-pooler), and the boxes are processed grouped by level,
+        which avoids ROIPooler's scatter per step.
 
         Returns:
             (refined boxes, their predicted IoUs), one Tensor per image.

@@ -1,6 +1,7 @@
 """IoU-balanced jittered RoIs built from the ground truth, to train IoU-Net's IoU head.
 
-ALGORITHMS.md §3.2 (the lattice procedure of thisisi3/OpenMMLab-IoUNet, written from the spec):
+docs/design.md#jittered-training-rois (the lattice procedure of the OpenMMLab-IoUNet
+reimplementation, https://github.com/thisisi3/OpenMMLab-IoUNet, written in our own words):
 
 1. At construction: a lattice of transforms ``(dx, dy, sw, sh)`` applied as
    ``cx' = cx + w dx, cy' = cy + h dy, w' = w sw, h' = h sh``; ``dx, dy`` are 31 values in
@@ -79,7 +80,8 @@ def apply_jitter(boxes: Tensor, transforms: Tensor) -> Tensor:
 
 
 class IoURoIGenerator(nn.Module):
-    """Jittered, IoU-balanced RoIs around the ground truth with their IoU targets (§3.2).
+    """Jittered, IoU-balanced RoIs around the ground truth with their IoU targets
+    (docs/design.md#jittered-training-rois).
 
     ``forward(gt_boxes, gt_classes, image_sizes)`` (lists, one entry per image) returns, per image,
     ``(rois Tensor[n, 4], target_ious Tensor[n], classes Tensor[n])`` with every
@@ -99,7 +101,7 @@ class IoURoIGenerator(nn.Module):
         """
         Args:
             num_samples (int): RoIs per image (``"per_image"``) or the cap per image
-                (``"per_iou"``). Default: 1000 (thisisi3).
+                (``"per_iou"``). Default: 1000 (OpenMMLab-IoUNet).
             sampler (str): ``"per_image"`` (default) or ``"per_iou"``.
             per_iou (int): transforms per IoU bin per GT for ``"per_iou"``. Default: 50.
             pre_sample (int): lattice transforms kept per IoU bin. Default: 4000.

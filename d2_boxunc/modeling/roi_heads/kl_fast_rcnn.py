@@ -2,7 +2,7 @@
 
 ``KLFastRCNNOutputLayers`` is a drop-in ``box_predictor`` for detectron2's ``StandardROIHeads``
 (LazyConfig: ``model.roi_heads.box_predictor``); ``KLROIHeads`` wires it for yacs configs.
-Spec: ALGORITHMS.md §1.
+Design: docs/design.md#kl-loss.
 """
 
 from __future__ import annotations
