@@ -141,7 +141,7 @@ METHODS: dict[str, Method] = {
         ],
         report=iounet_report,
     ),
-    # RetinaNet rows of ALGORITHMS.md §6 (A1 and its focal-loss twin): same anchors and recipe.
+    # RetinaNet rows A1 (aLRP) and its focal-loss twin (docs/design.md): same anchors and recipe.
     # The paper configs train through d2_boxunc's box-aware SSD mapper; the synthetic switch
     # replaces the SSD augmentations with resize + flip, which detectron2's plain mapper runs.
     "retinanet": Method(
@@ -177,12 +177,35 @@ def _train_net(args: list[str], log_path: str, threads: int) -> None:
         raise SystemExit(f"demo: train_net.py failed (log: {log_path}):\n{tail}")
 
 
-def _row(label: str, output_dir: str, last: str) -> list:
-    """A table row: COCO box metrics, oLRP (when the LRP evaluator ran) and the last column."""
+def _row(label: str, output_dir: str, train_min: str, delta: str = "") -> list:
+    """A table row: COCO box metrics, oLRP (when the LRP evaluator ran), training minutes and,
+    for an eval-only row, its paired AP difference."""
     with open(os.path.join(output_dir, "eval_results.json")) as f:
         results = json.load(f)
     olrp = results.get("lrp", {}).get("oLRP", float("nan"))
-    return [label, *(results["bbox"][m] for m in METRICS), olrp, last]
+    return [label, *(results["bbox"][m] for m in METRICS), olrp, train_min, delta]
+
+
+def paired_difference(base_dir: str, variant_dir: str, resamples: int = 1000) -> str:
+    """AP difference of an eval-only row over its checkpoint's own row with its 95% interval, a
+    paired bootstrap over the validation images (the evidence study's statistics, one seed)."""
+    import contextlib
+    import io
+
+    from detectron2.data import MetadataCatalog
+    from pycocotools.coco import COCO
+
+    from d2_boxunc.config.synthetic import TEST_DATASET
+    from d2_boxunc.study.metrics import load_run, metric
+    from d2_boxunc.study.stats import percentile_interval, resample_counts
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(MetadataCatalog.get(TEST_DATASET).json_file)
+    base, variant = load_run(gt, base_dir), load_run(gt, variant_dir)
+    counts = resample_counts(base.tables.num_images, resamples)
+    reps = [metric(variant, "AP", w) - metric(base, "AP", w) for w in counts]
+    iv = percentile_interval(metric(variant, "AP") - metric(base, "AP"), reps)
+    return f"{iv.diff:+.1f} [{iv.ci_low:+.1f}, {iv.ci_high:+.1f}]"
 
 
 def run_method(
@@ -200,7 +223,14 @@ def run_method(
     print(f"[demo] {name}: training {method.config} (log: {out}/train.log)", flush=True)
     t0 = time.time()
     _train_net(
-        ["--config-file", method.config, *common, f"train.output_dir={out}", *method.overrides],
+        [
+            "--config-file",
+            method.config,
+            *common,
+            f"train.output_dir={out}",
+            f"+dataloader.evaluator.output_dir={out}",
+            *method.overrides,
+        ],
         os.path.join(out, "train.log"),
         threads,
     )
@@ -218,13 +248,14 @@ def run_method(
                 *common,
                 f"train.init_checkpoint={checkpoint}",
                 f"train.output_dir={vout}",
+                f"+dataloader.evaluator.output_dir={vout}",
                 *method.overrides,
                 *v.overrides,
             ],
             os.path.join(vout + ".log"),
             threads,
         )
-        rows.append(_row(v.label, vout, "(same ckpt)"))
+        rows.append(_row(v.label, vout, "(same ckpt)", paired_difference(out, vout)))
     from d2_boxunc.visualize import load_model
 
     model, cfg = load_model(os.path.join(REPO, method.config), checkpoint, method.overrides)
@@ -297,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     notes = [line for _, method_notes in results for line in method_notes]
     table = tabulate(
         rows,
-        headers=["method", *METRICS, "oLRP", "train min"],
+        headers=["method", *METRICS, "oLRP", "train min", "ΔAP vs ckpt row [95% CI]"],
         floatfmt=".1f",
         tablefmt="github",
     )
@@ -306,6 +337,11 @@ def main(argv: list[str] | None = None) -> None:
         f"synthetic switch, {args.max_iter} iterations):\n"
     )
     print(table)
+    print(
+        "\nOne seed: differences between trained rows are within run-to-run noise at this budget;"
+        " the intervals of eval-only rows are paired over validation images of one checkpoint."
+        " Trained-method verdicts with intervals: `make study` (README, Results)."
+    )
     if notes:
         print("\n" + "\n".join(notes))
     with open(os.path.join(args.output, "results.md"), "w") as f:

@@ -71,6 +71,21 @@ METHODS: dict[str, Method] = {
             variants=(
                 Variant("nohead", "IoU-Net, IoU head off (NMS)", config=f"{IOUNET}_1x_nohead.py"),
                 Variant("iounms", "IoU-Net, IoU-guided NMS", config=f"{IOUNET}_1x_iounms.py"),
+                # the IoU-guided path shares each proposal's argmax-class box among its class
+                # candidates; this row runs standard NMS on the very same candidates, so that
+                # "iounms" vs "stdnms" isolates the NMS (vs "nohead" it also changes the boxes)
+                Variant(
+                    "stdnms",
+                    "IoU-Net, standard NMS on the IoU path's boxes",
+                    config=f"{IOUNET}_1x_iounms.py",
+                    overrides=("model.roi_heads.test_nms_type=standard",),
+                ),
+                Variant(
+                    "iounms_perclass",
+                    "IoU-Net, IoU-guided NMS, per-class boxes",
+                    config=f"{IOUNET}_1x_iounms.py",
+                    overrides=("model.roi_heads.test_nms_class_boxes=per_class",),
+                ),
                 Variant(
                     "lambda2",
                     "IoU-Net, refine lambda 2",
