@@ -13,9 +13,9 @@ Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
 ``--synthetic``, before the overrides; :func:`d2_boxunc.config.own_data.use_own_data`).
 On a machine without a GPU, ``--num-gpus N`` starts N CPU worker processes (gloo backend).
 The config file must define ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier`` and
-``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``; oLRP (and, for models that
-predict box sigma or IoU, box-uncertainty calibration) is reported next to it
-(:func:`d2_boxunc.evaluation.build.add_box_quality_evaluators`).
+``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``, and is instantiated
+as the config writes it (the shipped configs list COCO AP, oLRP and box-uncertainty evaluators,
+``configs/common/evaluation.py``).
 """
 
 import json
@@ -46,7 +46,6 @@ from d2_boxunc.config.cli import (
     check_datasets,
     load_config,
 )
-from d2_boxunc.evaluation.build import add_box_quality_evaluators
 
 logger = logging.getLogger("d2_boxunc")
 
@@ -60,11 +59,7 @@ def do_test(cfg, model) -> dict:
     """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results."""
     if "evaluator" not in cfg.dataloader:
         return {}
-    # the config's evaluator (COCO AP) plus oLRP and, for models with sigma / IoU outputs,
-    # box-uncertainty calibration
-    evaluator = add_box_quality_evaluators(
-        cfg, instantiate(cfg.dataloader.evaluator), cfg.train.output_dir
-    )
+    evaluator = instantiate(cfg.dataloader.evaluator)  # exactly the config's evaluators
     results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
     if comm.is_main_process() and results:
         print_csv_format(results)

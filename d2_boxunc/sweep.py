@@ -308,8 +308,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test-dataset",
         metavar="NAME",
-        help="evaluate on this registered dataset (sets dataloader.test.dataset.names "
-        "and dataloader.evaluator.dataset_name), e.g. boxunc_synth_val_tiny",
+        help="evaluate on this registered dataset (sets dataloader.test.dataset.names, which "
+        "the evaluators follow), e.g. boxunc_synth_val_tiny",
     )
     add_own_data_arguments(p)
     p.add_argument("--output", help="sweep folder (default output/sweeps/<sweep or config name>)")
@@ -340,10 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.test_dataset and args.test_coco:
             raise SweepError("give --test-dataset or --test-coco, not both")
         if args.test_dataset:
-            overrides += [
-                f"dataloader.test.dataset.names={args.test_dataset}",
-                f"dataloader.evaluator.dataset_name={args.test_dataset}",
-            ]
+            overrides += [f"dataloader.test.dataset.names={args.test_dataset}"]
         overrides += [o for o in args.opts if o != "--"]
         eval_only = args.eval_only if args.eval_only is not None else spec.get("eval_only", False)
         synthetic = args.synthetic if args.synthetic is not None else spec.get("synthetic", False)

@@ -1,5 +1,5 @@
 """Every config under configs/ loads, and its model instantiates and trains one step on CPU
-through the synthetic switch."""
+through the synthetic switch; its evaluators build and evaluate the model's outputs."""
 
 import glob
 import os
@@ -7,10 +7,14 @@ import os
 import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils.events import EventStorage
 
 from d2_boxunc.config import to_synthetic
 from d2_boxunc.config.synthetic import FEATURE_CHANNELS
+from d2_boxunc.data.register import prepare_dataset
+from d2_boxunc.data.tiny import TINY_VAL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(
@@ -53,7 +57,23 @@ def test_configs_found():
     assert "configs/Baselines/faster_rcnn_R_50_FPN_1x.py" in CONFIGS
 
 
-def _check_trains_on_cpu(cfg, path):
+def _check_evaluates(small, outputs, output_dir):
+    """The config's evaluators, on the tiny validation set, score ``outputs`` as two of its
+    images (untrained: the numbers are not checked, only that every evaluator reports)."""
+    prepare_dataset(TINY_VAL)
+    small.dataloader.test.dataset.names = TINY_VAL  # the evaluators follow the test set
+    small.train.output_dir = str(output_dir)
+    evaluator = instantiate(small.dataloader.evaluator)
+    evaluator.reset()
+    for d, out in zip(DatasetCatalog.get(TINY_VAL), outputs):
+        evaluator.process([{"image_id": d["image_id"]}], [out])
+    results = evaluator.evaluate()
+    assert "bbox" in results
+    if isinstance(evaluator, DatasetEvaluators):  # d2_boxunc's configs; detectron2's: COCO only
+        assert {"lrp", "box_uncertainty"} <= set(results), list(results)
+
+
+def _check_trains_on_cpu(cfg, path, output_dir):
     for key in ("model", "dataloader", "optimizer", "lr_multiplier", "train"):
         assert key in cfg, f"{path} lacks top-level '{key}'"
     instantiate(cfg.lr_multiplier)  # the paper schedule is well formed
@@ -74,6 +94,7 @@ def _check_trains_on_cpu(cfg, path):
     with torch.no_grad():
         out = model(_images())
     assert len(out) == 2 and all("instances" in o for o in out)
+    _check_evaluates(small, out, output_dir)
 
 
 @pytest.mark.parametrize("path", CONFIGS)
@@ -81,7 +102,7 @@ def test_config_loads_and_trains_on_cpu(path, tmp_path):
     cfg = LazyConfig.load(os.path.join(ROOT, path))
     # train_net saves the resolved config to the output dir: every interpolation must resolve
     LazyConfig.save(cfg, str(tmp_path / "config.yaml"))
-    _check_trains_on_cpu(cfg, path)
+    _check_trains_on_cpu(cfg, path, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -91,11 +112,11 @@ def test_config_loads_and_trains_on_cpu(path, tmp_path):
         "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py",
     ],
 )
-def test_switch_handles_other_architectures(zoo_path):
+def test_switch_handles_other_architectures(zoo_path, tmp_path):
     """The switch is generic: detectron2's own RetinaNet and Mask R-CNN configs shrink too."""
     from detectron2.model_zoo import get_config
 
-    _check_trains_on_cpu(get_config(zoo_path), zoo_path)
+    _check_trains_on_cpu(get_config(zoo_path), zoo_path, tmp_path)
 
 
 def test_synthetic_switch_keeps_overridable_schedule():

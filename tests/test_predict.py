@@ -163,7 +163,6 @@ def checkpoints(tmp_path_factory):
                     f"train.output_dir={out}",
                     "dataloader.train.total_batch_size=2",
                     f"dataloader.test.dataset.names={TINY}",
-                    f"dataloader.evaluator.dataset_name={TINY}",
                 ],
                 capture_output=True,
                 text=True,

@@ -17,10 +17,9 @@ import os
 import re
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from omegaconf import DictConfig, ListConfig
 
 from d2_boxunc.config.cli import ConfigError
-from d2_boxunc.config.synthetic import set_num_classes
+from d2_boxunc.config.synthetic import set_evaluator_dataset, set_num_classes
 
 __all__ = ["dataset_name", "use_own_data"]
 
@@ -60,13 +59,6 @@ def _check_same_categories(train: tuple[str, str], test: tuple[str, str]) -> Non
         f"the train and test json have different categories: {train_json} has {len(a)}, "
         f"{test_json} has {len(b)}; category {i + 1} (sorted by id) is {show(a)} vs {show(b)}"
     )
-
-
-def _set_evaluator_dataset(evaluator, name: str) -> None:
-    nodes = evaluator if isinstance(evaluator, ListConfig) else [evaluator]
-    for node in nodes:
-        if isinstance(node, DictConfig) and "dataset_name" in node:
-            node.dataset_name = name
 
 
 def use_own_data(cfg, train: tuple[str, str] | None = None, test: tuple[str, str] | None = None):
@@ -112,6 +104,6 @@ def use_own_data(cfg, train: tuple[str, str] | None = None, test: tuple[str, str
         node.dataset.names = name
     evaluator = dl.get("evaluator", None)
     if evaluator is not None:
-        _set_evaluator_dataset(evaluator, registered["test"][1])
+        set_evaluator_dataset(evaluator, registered["test"][1])
     set_num_classes(cfg.model, len(MetadataCatalog.get(registered["test"][1]).thing_classes))
     return cfg

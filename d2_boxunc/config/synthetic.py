@@ -108,6 +108,21 @@ def set_num_classes(model: DictConfig, n: int) -> None:
     _walk(model, fix)
 
 
+def set_evaluator_dataset(evaluator, name: str) -> None:
+    """Set ``dataset_name`` of every evaluator in ``evaluator`` to ``name``: a LazyCall node, a
+    list of them, or a ``DatasetEvaluators`` node with its ``evaluators`` list (nested ones too).
+
+    Interpolated names (``"${dataloader.test.dataset.names}"``, the shipped configs) follow their
+    source and are left alone.  Also used by :func:`d2_boxunc.config.own_data.use_own_data`.
+    """
+
+    def fix(node: DictConfig) -> None:
+        if "dataset_name" in node and not _is_interpolation(node, "dataset_name"):
+            node.dataset_name = name
+
+    _walk(evaluator, fix)
+
+
 def _small_backbone(model: DictConfig) -> None:
     backbone = model.get("backbone", None)
     if backbone is None:
@@ -172,7 +187,7 @@ def _synthetic_data(cfg: DictConfig) -> None:
     ]
     evaluator = dl.get("evaluator", None)
     if evaluator is not None:
-        evaluator.dataset_name = TEST_DATASET
+        set_evaluator_dataset(evaluator, TEST_DATASET)
 
 
 def _schedule(cfg: DictConfig, max_iter: int) -> None:

@@ -3,7 +3,6 @@
 __all__: list[str] = []
 
 from .box_uncertainty_evaluator import BoxUncertaintyEvaluator  # noqa: E402
-from .build import add_box_quality_evaluators  # noqa: E402
 from .coco_evaluator import BoxCOCOEvaluator  # noqa: E402
 from .lrp_evaluator import LRPEvaluator  # noqa: E402
 
@@ -11,5 +10,4 @@ __all__ += [
     "BoxCOCOEvaluator",
     "BoxUncertaintyEvaluator",
     "LRPEvaluator",
-    "add_box_quality_evaluators",
 ]

@@ -69,8 +69,7 @@ def _data_overrides(settings: Settings) -> list[str]:
         return []  # --train-coco / --test-coco set datasets and evaluator
     return [
         f"dataloader.train.dataset.names={settings.train_dataset}",
-        f"dataloader.test.dataset.names={settings.test_dataset}",
-        f"dataloader.evaluator.dataset_name={settings.test_dataset}",
+        f"dataloader.test.dataset.names={settings.test_dataset}",  # the evaluators follow it
     ]
 
 
@@ -97,7 +96,6 @@ def plan_steps(
                 *common,
                 f"+train.seed={seed}",
                 f"train.output_dir={run}",
-                f"+dataloader.evaluator.output_dir={run}",
                 f"train.checkpointer.period={settings.max_iter}",
                 f"train.log_period={max(1, min(50, settings.max_iter // 10))}",
             ]
@@ -120,7 +118,6 @@ def _variant_step(m: Method, v: Variant, seed: int, run: str, common: list[str],
         *v.overrides,
         f"train.init_checkpoint={os.path.join(run, 'model_final.pth')}",
         f"train.output_dir={out}",
-        f"+dataloader.evaluator.output_dir={out}",
     ]
     key = {"config": config, "args": [*common, *v.overrides], "seed": seed, "trained": train.key}
     return Step(f"{m.name}/{v.name}", seed, out, args, key, after=train, weight=0.15)

@@ -230,7 +230,8 @@ def test_load_config_points_the_config_at_own_data(coco, config):
     assert train_name.startswith("own_train") and test_name.startswith("own_val")
     assert cfg.dataloader.train.dataset.names == train_name
     assert cfg.dataloader.test.dataset.names == test_name
-    assert cfg.dataloader.evaluator.dataset_name == test_name
+    evaluators = cfg.dataloader.evaluator.evaluators
+    assert len(evaluators) == 3 and {e.dataset_name for e in evaluators} == {test_name}
     found = _num_classes(cfg.model)
     assert found and set(found.values()) == {5}, found
     # the synthetic switch still sized the model and schedule; the override won
