@@ -1,7 +1,8 @@
 """d2_boxunc: quality-aware box localization for detectron2.
 
-Importing the package loads the compiled ops (when built), registers the synthetic datasets and
-fills detectron2's registries with this project's components.
+Importing the package loads the compiled ops (when built) and registers the synthetic datasets.
+Its components are configured by LazyConfig (``_target_``); none is registered in detectron2's
+yacs registries.
 """
 
 import warnings
@@ -18,5 +19,5 @@ from d2_boxunc import (  # noqa: E402  (after the warning filter, which must com
     data,  # noqa: E402,F401  (registers boxunc_synth_{train,val})
     layers,  # noqa: E402,F401
     losses,  # noqa: E402,F401
-    modeling,  # noqa: E402,F401  (registry side effects)
+    modeling,  # noqa: E402,F401
 )

@@ -1,6 +1,9 @@
-"""Config helpers: the synthetic CPU switch, yacs keys and LazyConfig utilities."""
+"""Config helpers: the synthetic CPU switch and LazyConfig utilities.
 
-from d2_boxunc.config.defaults import add_boxunc_config
+d2_boxunc is configured with LazyConfigs only (``configs/``); its components take keyword
+arguments and have no yacs (``get_cfg()``) keys.
+"""
+
 from d2_boxunc.config.synthetic import to_synthetic
 
-__all__ = ["add_boxunc_config", "to_synthetic"]
+__all__ = ["to_synthetic"]

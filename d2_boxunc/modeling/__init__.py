@@ -1,4 +1,4 @@
-"""Models: detectron2 components registered by d2_boxunc (imported for their registry side effects)."""
+"""Models: d2_boxunc's detectron2 components, built from LazyConfigs (``_target_``)."""
 
 from d2_boxunc.modeling import (  # noqa: F401
     meta_arch,

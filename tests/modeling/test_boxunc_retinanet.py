@@ -173,28 +173,6 @@ def test_short_training_lowers_the_loss(model_cfg, loss, one_thread):
         assert hist["total"][-1] < hist["total"][0], hist["total"]
 
 
-def test_yacs_config_builds_the_model():
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-
-    from d2_boxunc.config import add_boxunc_config
-
-    cfg = add_boxunc_config(get_cfg())
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.META_ARCHITECTURE = "BoxUncRetinaNet"
-    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
-    cfg.MODEL.RESNETS.DEPTH = 18
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
-    cfg.MODEL.RETINANET.ALRP.CLS_LOSS_TYPE = "alrp"
-    cfg.MODEL.RETINANET.ALRP.SB_PERIOD = 5
-    cfg.MODEL.RETINANET.ALRP.SB_WEIGHT_INIT = 20.0
-    m = build_model(cfg)
-    assert isinstance(m, BoxUncRetinaNet)
-    assert m.cls_loss_type == "alrp" and m.sb_period == 5 and float(m.sb_weight) == 20.0
-
-
 def _sb_worker(rank, world, port, values, out):
     import torch.distributed as dist
 

@@ -1,19 +1,16 @@
 """IoU-Net: jitter generator, IoU head losses, IoU-branch training, refinement (fixed head and
-oracle head), inference with every stage on/off, empty images, batching, yacs wiring."""
+oracle head), inference with every stage on/off, empty images, batching."""
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.poolers import ROIPooler
-from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers, build_roi_heads
+from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-from d2_boxunc.config import add_boxunc_config
 from d2_boxunc.modeling.poolers import PrRoIPooler
 from d2_boxunc.modeling.roi_heads import IoUHead, IoUNetROIHeads, IoURoIGenerator
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import build_jitter_lattice
@@ -353,30 +350,6 @@ def test_refinement_with_oracle_head_raises_true_iou():
     end = pairwise_iou(Boxes(refined[0]), Boxes(gt[None]))[:, 0]
     torch.testing.assert_close(pred[0], end, atol=1e-4, rtol=1e-4)
     assert (end > start + 0.02).all(), (start, end)
-
-
-def test_yacs_builds_iou_net_heads():
-    cfg = get_cfg()
-    add_boxunc_config(cfg)
-    cfg.MODEL.ROI_HEADS.NAME = "IoUNetROIHeads"
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = K
-    cfg.MODEL.ROI_HEADS.IN_FEATURES = list(STRIDES)
-    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 1
-    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 16
-    cfg.MODEL.ROI_IOU_HEAD.FC_DIM = 16
-    cfg.MODEL.ROI_IOU_HEAD.LOSS_TYPE = "bce"
-    cfg.MODEL.ROI_IOU_HEAD.REFINE_LAMBDA = 2.0
-    shapes = {k: ShapeSpec(channels=C, stride=s) for k, s in STRIDES.items()}
-    heads = build_roi_heads(cfg, shapes)
-    assert isinstance(heads, IoUNetROIHeads) and heads.refine_lambda == 2.0
-    assert heads.iou_head.loss_type == "bce" and heads.iou_head.fc_iou.out_features == K
-    assert type(heads.box_pooler) is ROIPooler and isinstance(heads.iou_pooler, PrRoIPooler)
-    cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "PrRoIPool"
-    assert isinstance(build_roi_heads(cfg, shapes).box_pooler, PrRoIPooler)
-    cfg.MODEL.ROI_IOU_HEAD.NMS_TYPE = "soft"
-    with pytest.raises(ValueError, match="test_nms_type"):
-        build_roi_heads(cfg, shapes)
 
 
 def test_class_agnostic_iou_head_inference():

@@ -1,21 +1,24 @@
-"""KLFastRCNNOutputLayers: shapes, the KL box loss, inference modes, batching, yacs wiring."""
+"""KLFastRCNNOutputLayers: shapes, the KL box loss, inference modes, batching."""
+
+import os
 
 import pytest
 import torch
-from detectron2.config import get_cfg
+from detectron2.config import LazyConfig, instantiate
 from detectron2.layers import ShapeSpec
-from detectron2.modeling import build_model
 from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference_single_image
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
-from d2_boxunc.config import add_boxunc_config
+from d2_boxunc.config import to_synthetic
 from d2_boxunc.evaluation.sigma_report import match_to_ground_truth, sigma_report
 from d2_boxunc.losses import kl_loss
 from d2_boxunc.modeling.box_regression import Box2BoxTransformXYXY
 from d2_boxunc.modeling.meta_arch import BoxUncRCNN
-from d2_boxunc.modeling.roi_heads import KLFastRCNNOutputLayers, KLROIHeads
+from d2_boxunc.modeling.roi_heads import KLFastRCNNOutputLayers
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KL_CONFIG = os.path.join(ROOT, "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x.py")
 K = 3
 FEAT = 16
 MODES = [("hard", False), ("hard", True), ("soft", True), ("soft", False)]
@@ -213,30 +216,10 @@ def test_bad_arguments():
         make_predictor(sigma_t=0.0)
 
 
-def test_yacs_config_builds_kl_roi_heads():
-    cfg = get_cfg()
-    add_boxunc_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.META_ARCHITECTURE = "BoxUncRCNN"
-    cfg.MODEL.ROI_HEADS.NAME = "KLROIHeads"
-    cfg.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-    cfg.MODEL.ROI_BOX_HEAD.NUM_FC = 2
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = K
-    cfg.MODEL.ROI_BOX_HEAD.KL.NMS_METHOD = "soft"
-    cfg.MODEL.ROI_BOX_HEAD.KL.VAR_VOTING = True
-    model = build_model(cfg)
-    assert isinstance(model, BoxUncRCNN) and isinstance(model.roi_heads, KLROIHeads)
-    bp = model.roi_heads.box_predictor
-    assert isinstance(bp, KLFastRCNNOutputLayers) and bp.test_nms_method == "soft"
-    assert isinstance(bp.box2box_transform, Box2BoxTransformXYXY) and bp.kl_smooth_l1_beta == 1.0
-
-
 def test_postprocess_rescales_std_with_the_boxes():
-    cfg = get_cfg()
-    add_boxunc_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.META_ARCHITECTURE = "BoxUncRCNN"
-    model = build_model(cfg).eval()
+    cfg = to_synthetic(LazyConfig.load(KL_CONFIG), max_iter=1)
+    model = instantiate(cfg.model).eval()
+    assert isinstance(model, BoxUncRCNN)
     image = torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8)
     det = Instances((64, 96))
     det.pred_boxes = Boxes(torch.tensor([[4.0, 8.0, 40.0, 30.0], [50.0, 10.0, 90.0, 60.0]]))
@@ -277,13 +260,11 @@ def test_sigma_report_on_hand_made_detections():
 
 
 def test_sigma_at_ground_truth_reads_the_head_on_the_true_boxes():
-    from detectron2.config import LazyConfig, instantiate
     from detectron2.data import DatasetCatalog
 
-    from d2_boxunc.config import to_synthetic
     from d2_boxunc.evaluation.sigma_report import sigma_at_ground_truth
 
-    cfg = to_synthetic(LazyConfig.load("configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x.py"), max_iter=1)
+    cfg = to_synthetic(LazyConfig.load(KL_CONFIG), max_iter=1)
     model = instantiate(cfg.model)
     dicts = DatasetCatalog.get("boxunc_synth_val")[:6]
     stats = sigma_at_ground_truth(model, cfg, dicts)

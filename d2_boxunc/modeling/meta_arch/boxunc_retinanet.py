@@ -28,9 +28,8 @@ import math
 
 import torch
 import torch.distributed as dist
-from detectron2.config import configurable
 from detectron2.layers import cat
-from detectron2.modeling import META_ARCH_REGISTRY, RetinaNet
+from detectron2.modeling import RetinaNet
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.structures import Boxes
 from detectron2.utils import comm
@@ -80,11 +79,9 @@ def _matched_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.T
     return inter / (area_a + area_b - inter + eps)
 
 
-@META_ARCH_REGISTRY.register()
 class BoxUncRetinaNet(RetinaNet):
     """RetinaNet with focal / AP / aLRP classification losses and aLRP self-balance."""
 
-    @configurable
     def __init__(
         self,
         *,
@@ -148,31 +145,6 @@ class BoxUncRetinaNet(RetinaNet):
         self.register_buffer("sb_iter", torch.tensor(0, dtype=torch.long))
         # the period follows the config (dataset, batch), not the checkpoint
         self.sb_period = int(sb_period)
-
-    @classmethod
-    def from_config(cls, cfg):
-        ret = super().from_config(cfg)
-        a = cfg.MODEL.RETINANET.ALRP
-        ret.update(
-            cls_loss_type=a.CLS_LOSS_TYPE,
-            loc_error=a.LOC_ERROR,
-            ranking_delta=a.DELTA,
-            alrp_eps=a.EPS,
-            ranking_impl=a.IMPL,
-            sb_weight_init=a.SB_WEIGHT_INIT,
-            sb_update=a.SB_UPDATE,
-            sb_period=a.SB_PERIOD,
-            sb_dataset=list(cfg.DATASETS.TRAIN),
-            sb_total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
-        )
-        if a.ATSS_TOPK > 0:
-            matcher = _atss_matcher_class()
-            if matcher is None:
-                raise ValueError(
-                    "MODEL.RETINANET.ALRP.ATSS_TOPK > 0 needs d2_boxunc.modeling.matchers"
-                )
-            ret["anchor_matcher"] = matcher(topk=a.ATSS_TOPK)
-        return ret
 
     # ---- anchor labelling ------------------------------------------------------------------
     @torch.no_grad()

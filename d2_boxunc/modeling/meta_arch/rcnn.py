@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import torch
-from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
+from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
 
 __all__ = ["BoxUncRCNN"]
 
 
-@META_ARCH_REGISTRY.register()
 class BoxUncRCNN(GeneralizedRCNN):
     """``GeneralizedRCNN`` for heads that output ``pred_boxes_std`` (per-coordinate std in pixels).
 
     detectron2's ``detector_postprocess`` rescales ``pred_boxes`` from the network's input size to
     the original image size but leaves other fields alone; this class scales ``pred_boxes_std`` by
     the same factors so that it stays in the pixels of the returned boxes. Everything else is
-    ``GeneralizedRCNN`` (yacs: ``MODEL.META_ARCHITECTURE: BoxUncRCNN``).
+    ``GeneralizedRCNN``.
     """
 
     def inference(self, batched_inputs, detected_instances=None, do_postprocess: bool = True):

@@ -1,3 +1,3 @@
-"""Proposal generators (registered in detectron2's PROPOSAL_GENERATOR_REGISTRY on import)."""
+"""Proposal generators (LazyConfig ``model.proposal_generator._target_``)."""
 
 from d2_boxunc.modeling.proposal_generator.iou_loss_rpn import IoULossRPN  # noqa: F401

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from detectron2.config import configurable
 from detectron2.layers import cat
-from detectron2.modeling.proposal_generator import PROPOSAL_GENERATOR_REGISTRY, RPN
+from detectron2.modeling.proposal_generator import RPN
 from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
@@ -21,7 +20,6 @@ __all__ = ["IoULossRPN"]
 RPN_NORMS = ("batch", "actual")
 
 
-@PROPOSAL_GENERATOR_REGISTRY.register()
 class IoULossRPN(RPN):
     """:class:`RPN` whose ``box_reg_loss_type`` also accepts ``"iou"``, ``"ln_iou"``, ``"giou"``,
     ``"diou"``, ``"ciou"`` and ``"eiou"`` (ours, :func:`d2_boxunc.losses.iou_loss` on the decoded
@@ -39,7 +37,6 @@ class IoULossRPN(RPN):
     both normalisers too.
     """
 
-    @configurable
     def __init__(
         self,
         *,
@@ -65,18 +62,6 @@ class IoULossRPN(RPN):
             raise ValueError(f"iou_loss_eps must be positive, got {iou_loss_eps}")
         self.rpn_norm = rpn_norm
         self.iou_loss_eps = float(iou_loss_eps)
-
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        node = cfg.MODEL.BOXUNC.IOU_LOSS
-        ret.update(rpn_norm=node.RPN_NORM, iou_loss_eps=node.EPS)
-        if cfg.MODEL.RPN.BBOX_REG_LOSS_TYPE in IOU_LOSS_MODES:
-            ret["loss_weight"] = {
-                "loss_rpn_cls": cfg.MODEL.RPN.LOSS_WEIGHT,
-                "loss_rpn_loc": node.RPN_WEIGHT * cfg.MODEL.RPN.LOSS_WEIGHT,
-            }
-        return ret
 
     def _per_anchor_loc_loss(self, anchors: Tensor, deltas: Tensor, gt_boxes: Tensor) -> Tensor:
         """Loss of each positive anchor: (P, 4) anchors, deltas and matched GT boxes -> (P,)."""

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from fvcore.nn import weight_init
 from torch import Tensor, nn
-
-from d2_boxunc.modeling.roi_heads.registry import ROI_IOU_HEAD_REGISTRY
 
 __all__ = ["IoUHead", "IOU_LOSS_TYPES"]
 
 IOU_LOSS_TYPES = ("smooth_l1", "bce")
 
 
-@ROI_IOU_HEAD_REGISTRY.register()
 class IoUHead(nn.Module):
     """FC head predicting the IoU of each RoI with its (unknown) ground truth.
 
@@ -29,7 +25,6 @@ class IoUHead(nn.Module):
     :meth:`losses` and :meth:`predict_iou` interpret them according to ``loss_type``.
     """
 
-    @configurable
     def __init__(
         self,
         input_shape: ShapeSpec,
@@ -79,20 +74,6 @@ class IoUHead(nn.Module):
         self.fc_iou = nn.Linear(in_dim, 1 if class_agnostic else num_classes)
         nn.init.normal_(self.fc_iou.weight, std=iou_init_std)
         nn.init.constant_(self.fc_iou.bias, 0.0)
-
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        h = cfg.MODEL.ROI_IOU_HEAD
-        return {
-            "input_shape": input_shape,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "fc_dims": [h.FC_DIM] * h.NUM_FC,
-            "class_agnostic": h.CLS_AGNOSTIC,
-            "loss_type": h.LOSS_TYPE,
-            "loss_weight": h.LOSS_WEIGHT,
-            "smooth_l1_beta": h.SMOOTH_L1_BETA,
-            "iou_init_std": h.INIT_STD,
-        }
 
     def forward(self, x: Tensor) -> Tensor:
         """(M, C, H, W) pooled features -> (M, K) or (M, 1) raw outputs."""

@@ -1,24 +1,21 @@
 """Fast R-CNN box predictor trained with IoU / GIoU / -ln IoU losses (Rezatofighi et al., CVPR 2019).
 
 ``IoULossFastRCNNOutputLayers`` is a drop-in ``box_predictor`` for detectron2's
-``StandardROIHeads`` (LazyConfig: ``model.roi_heads.box_predictor``); ``IoULossROIHeads`` wires it
-for yacs configs (``MODEL.ROI_HEADS.NAME: IoULossROIHeads``). Design:
+``StandardROIHeads`` (LazyConfig: ``model.roi_heads.box_predictor``). Design:
 docs/design.md#iou-based-box-losses.
 """
 
 from __future__ import annotations
 
 import torch
-from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, nonzero_tuple
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
 
-__all__ = ["IoULossFastRCNNOutputLayers", "IoULossROIHeads"]
+__all__ = ["IoULossFastRCNNOutputLayers"]
 
 
 def log_iou_stats(prefix: str, pred_boxes: Tensor, gt_boxes: Tensor) -> None:
@@ -48,7 +45,6 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
     (``"smooth_l1"``) is detectron2's, unchanged, weighted by ``loss_weight["loss_box_reg"]``.
     """
 
-    @configurable
     def __init__(
         self,
         input_shape: ShapeSpec,
@@ -76,13 +72,6 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
         if box_reg_loss_type in IOU_LOSS_MODES:
             self.loss_weight = {**self.loss_weight, "loss_box_reg": self.iou_loss_weight}
 
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        node = cfg.MODEL.BOXUNC.IOU_LOSS
-        ret.update(iou_loss_weight=node.ROI_WEIGHT, iou_loss_eps=node.EPS)
-        return ret
-
     def box_reg_loss(self, proposal_boxes, gt_boxes, pred_deltas, gt_classes):
         if self.box_reg_loss_type not in IOU_LOSS_MODES:
             return super().box_reg_loss(proposal_boxes, gt_boxes, pred_deltas, gt_classes)
@@ -107,19 +96,3 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
         log_iou_stats("fast_rcnn", pred_boxes, gt_boxes[fg])
         # Divided by all sampled RoIs, not only foreground ones (see the parent's comment).
         return loss / max(gt_classes.numel(), 1)
-
-
-@ROI_HEADS_REGISTRY.register()
-class IoULossROIHeads(StandardROIHeads):
-    """``StandardROIHeads`` whose box predictor is :class:`IoULossFastRCNNOutputLayers` (yacs).
-
-    The loss type is detectron2's ``MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE`` (now also ``iou``,
-    ``ln_iou``); the weight of the IoU-type losses is ``MODEL.BOXUNC.IOU_LOSS.ROI_WEIGHT``.
-    Mask and keypoint branches are the parent's, so this serves Mask R-CNN as well.
-    """
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = IoULossFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret

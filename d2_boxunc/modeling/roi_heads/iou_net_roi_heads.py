@@ -27,14 +27,12 @@ of the output box, its own class) and ``cls_scores`` (the cls score before any I
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import torch
-from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, batched_nms, cat, nonzero_tuple
+from detectron2.layers import batched_nms, cat, nonzero_tuple
 from detectron2.modeling.poolers import ROIPooler, assign_boxes_to_levels
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads import StandardROIHeads
 from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
@@ -42,7 +40,6 @@ from torch import Tensor, nn
 from d2_boxunc.layers import batched_iou_guided_nms
 from d2_boxunc.modeling.poolers import PrRoIPooler
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import IoURoIGenerator
-from d2_boxunc.modeling.roi_heads.registry import build_iou_head
 
 __all__ = ["IoUNetROIHeads"]
 
@@ -60,11 +57,9 @@ def _check(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-@ROI_HEADS_REGISTRY.register()
 class IoUNetROIHeads(StandardROIHeads):
     """``StandardROIHeads`` plus IoU-Net's IoU branch. See the module docstring."""
 
-    @configurable
     def __init__(
         self,
         *,
@@ -136,60 +131,6 @@ class IoUNetROIHeads(StandardROIHeads):
         self.refine_omega2 = refine_omega2
         self.refine_clip = refine_clip
         self.final_score = final_score
-
-    # ---- yacs construction -----------------------------------------------------------------
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        h = cfg.MODEL.ROI_IOU_HEAD
-        in_features = list(h.IN_FEATURES) or list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        scales = tuple(1.0 / input_shape[k].stride for k in in_features)
-        channels = input_shape[in_features[0]].channels
-        res = h.POOLER_RESOLUTION
-        ret.update(
-            iou_in_features=in_features,
-            iou_pooler=PrRoIPooler(output_size=res, scales=scales, aligned=h.POOLER_ALIGNED),
-            iou_head=build_iou_head(cfg, ShapeSpec(channels=channels, height=res, width=res)),
-            iou_roi_generator=IoURoIGenerator(
-                num_samples=h.NUM_SAMPLES,
-                sampler=h.SAMPLER,
-                per_iou=h.PER_IOU,
-                pre_sample=h.PRE_SAMPLE,
-                min_iou=h.MIN_IOU,
-                seed=h.SEED,
-            ),
-            test_iou_head=h.TEST_ON,
-            test_nms_type=h.NMS_TYPE,
-            test_nms_key=h.NMS_KEY,
-            test_nms_class_boxes=h.NMS_CLASS_BOXES,
-            test_pre_refine_topk=h.PRE_REFINE_TOPK,
-            refine=h.REFINE,
-            refine_lambda=h.REFINE_LAMBDA,
-            refine_steps=h.REFINE_STEPS,
-            refine_omega1=h.REFINE_OMEGA1,
-            refine_omega2=h.REFINE_OMEGA2,
-            refine_clip=h.REFINE_CLIP,
-            final_score=h.FINAL_SCORE,
-        )
-        return ret
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        # detectron2's ROIPooler does not know "PrRoIPool": build with ROIAlignV2, then swap.
-        prroi = cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE == "PrRoIPool"
-        if prroi:
-            cfg = copy.deepcopy(cfg)
-            cfg.defrost()
-            cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
-        ret = super()._init_box_head(cfg, input_shape)
-        if prroi:
-            in_features = cfg.MODEL.ROI_HEADS.IN_FEATURES
-            ret["box_pooler"] = PrRoIPooler(
-                output_size=cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
-                scales=tuple(1.0 / input_shape[k].stride for k in in_features),
-                aligned=cfg.MODEL.ROI_IOU_HEAD.POOLER_ALIGNED,
-            )
-        return ret
 
     # ---- training --------------------------------------------------------------------------
     def forward(

@@ -1,16 +1,14 @@
 """KL-Loss box predictor: per-coordinate log-variance, KL loss, variance voting (He et al., CVPR 2019).
 
 ``KLFastRCNNOutputLayers`` is a drop-in ``box_predictor`` for detectron2's ``StandardROIHeads``
-(LazyConfig: ``model.roi_heads.box_predictor``); ``KLROIHeads`` wires it for yacs configs.
+(LazyConfig: ``model.roi_heads.box_predictor``).
 Design: docs/design.md#kl-loss.
 """
 
 from __future__ import annotations
 
 import torch
-from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, nonzero_tuple
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import (
     FastRCNNOutputLayers,
     fast_rcnn_inference_single_image,
@@ -21,9 +19,8 @@ from torch import Tensor, nn
 
 from d2_boxunc.layers import batched_kl_nms
 from d2_boxunc.losses import kl_loss
-from d2_boxunc.modeling.box_regression import Box2BoxTransformXYXY
 
-__all__ = ["KLFastRCNNOutputLayers", "KLROIHeads"]
+__all__ = ["KLFastRCNNOutputLayers"]
 
 NMS_METHODS = ("hard", "soft")
 VARIANCE_SPACES = ("delta", "pixel")
@@ -49,7 +46,6 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
     the selected box, before voting).
     """
 
-    @configurable
     def __init__(
         self,
         input_shape: ShapeSpec,
@@ -110,27 +106,6 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.soft_nms_sigma = soft_nms_sigma
         self.prune_thresh = prune_thresh
         self.variance_space = variance_space
-
-    @classmethod
-    def from_config(cls, cfg, input_shape):
-        ret = super().from_config(cfg, input_shape)
-        kl = cfg.MODEL.ROI_BOX_HEAD.KL
-        ret.update(
-            box2box_transform=Box2BoxTransformXYXY(
-                weights=kl.BBOX_REG_WEIGHTS, clamp=kl.DELTA_CLAMP
-            ),
-            logvar_init_std=kl.LOGVAR_INIT_STD,
-            kl_smooth_l1_beta=kl.SMOOTH_L1_BETA,
-            alpha_clamp=tuple(kl.ALPHA_CLAMP) or None,
-            test_nms_method=kl.NMS_METHOD,
-            test_var_voting=kl.VAR_VOTING,
-            sigma_t=kl.SIGMA_T,
-            vote_iou_thresh=kl.VOTE_IOU_THRESH,
-            soft_nms_sigma=kl.SOFT_NMS_SIGMA,
-            prune_thresh=kl.PRUNE_THRESH,
-            variance_space=kl.VARIANCE_SPACE,
-        )
-        return ret
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if x.dim() > 2:
@@ -275,16 +250,3 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         result.scores = out_scores
         result.pred_classes = classes[keep]
         return result, rows[keep], cand_alpha[keep]
-
-
-@ROI_HEADS_REGISTRY.register()
-class KLROIHeads(StandardROIHeads):
-    """``StandardROIHeads`` with :class:`KLFastRCNNOutputLayers`, for yacs configs
-    (``MODEL.ROI_HEADS.NAME: KLROIHeads``, keys under ``MODEL.ROI_BOX_HEAD.KL``, see
-    :func:`d2_boxunc.config.add_boxunc_config`). LazyConfigs set ``box_predictor`` directly."""
-
-    @classmethod
-    def _init_box_head(cls, cfg, input_shape):
-        ret = super()._init_box_head(cfg, input_shape)
-        ret["box_predictor"] = KLFastRCNNOutputLayers(cfg, ret["box_head"].output_shape)
-        return ret
