@@ -10,6 +10,9 @@ Environment variables:
     MAX_JOBS=N               cap ninja's parallel compile jobs
     DEBUG=1                  build with -O0 -g
     NVCC_FLAGS="..."         extra nvcc flags
+
+The paper configs are package data of ``d2_boxunc.model_zoo`` (``d2_boxunc/model_zoo/configs/``;
+``configs/`` at the repository root links there), so a non-editable install ships them.
 """
 
 import ctypes.util
@@ -98,7 +101,10 @@ setup(
     name="d2_boxunc",
     version=_version(),
     description="Quality-aware box localization for detectron2: KL-Loss, IoU-Net, GIoU, aLRP",
-    packages=find_packages(exclude=("tests", "tests.*", "configs", "benchmarks")),
+    packages=find_packages(exclude=("tests", "tests.*", "configs", "configs.*", "benchmarks")),
+    # LazyConfig files are data, not modules: they are loaded by path (relative imports between
+    # them resolve by path), so their folders have no __init__.py and are shipped as package data.
+    package_data={"d2_boxunc.model_zoo": ["configs/**/*.py", "configs/**/*.yaml"]},
     python_requires=">=3.10",
     ext_modules=get_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},

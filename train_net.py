@@ -4,10 +4,13 @@
 Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
 
     python train_net.py --config-file configs/Baselines/faster_rcnn_R_50_FPN_1x.py --num-gpus 8
+    python train_net.py --config-file KLLoss/kl_faster_rcnn_R_50_FPN_2x.py  # a model-zoo name
     python train_net.py --config-file X.py --eval-only train.init_checkpoint=model_final.pth
     python train_net.py --config-file X.py --synthetic          # CPU-sized run on synthetic data
     python train_net.py --config-file X.py --train-coco TRAIN.json IMGS --test-coco VAL.json IMGS
 
+``--config-file`` is a path, or when no such file exists a name in d2_boxunc's model zoo
+(:mod:`d2_boxunc.model_zoo`, the configs shipped in the package).
 ``--synthetic`` applies :func:`d2_boxunc.config.to_synthetic` before the ``key=value`` overrides.
 ``--train-coco`` / ``--test-coco`` train and evaluate on your own COCO-format json (after
 ``--synthetic``, before the overrides; :func:`d2_boxunc.config.own_data.use_own_data`).

@@ -254,9 +254,10 @@ def run_method(
             threads,
         )
         rows.append(_row(v.label, vout, "(same ckpt)", paired_difference(out, vout)))
+    from d2_boxunc.model_zoo import get_config_file
     from d2_boxunc.visualize import load_model
 
-    model, cfg = load_model(os.path.join(REPO, method.config), checkpoint, method.overrides)
+    model, cfg = load_model(get_config_file(method.config), checkpoint, method.overrides)
     _save_picture(model, cfg, out)
     notes = method.report(model, cfg, out) if method.report else []
     for line in notes:

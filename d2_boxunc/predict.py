@@ -263,8 +263,12 @@ def _check_arguments(args) -> tuple[list[str], str]:
     """Everything that can be checked before the model is built: (image paths, device)."""
     import torch
 
-    if not os.path.isfile(args.config_file):
-        raise PredictError(f"config file not found: {args.config_file}")
+    from d2_boxunc.config.cli import ConfigError, resolve_config_file
+
+    try:
+        args.config_file = resolve_config_file(args.config_file)  # a path or a model-zoo name
+    except ConfigError as e:
+        raise PredictError(str(e)) from None
     if "://" not in args.checkpoint and not os.path.isfile(args.checkpoint):
         raise PredictError(f"checkpoint not found: {args.checkpoint}")
     if not 0.0 <= args.score_thresh <= 1.0:

@@ -18,7 +18,9 @@ passed on to every point's ``train_net.py``.
 
 A sweep file (YAML) may set ``config_file``, ``eval_only``, ``synthetic``, ``grid`` (mapping of
 key to list of values), ``overrides`` (list of ``key=value``) and ``metrics``; command-line flags
-add to or replace them.
+add to or replace them.  Config and sweep files are paths or model-zoo names
+(``KLLoss/kl_faster_rcnn_R_50_FPN_2x_varvote.py``, ``sweeps/kl_sigma_t.yaml``;
+:mod:`d2_boxunc.model_zoo`).
 """
 
 from __future__ import annotations
@@ -259,6 +261,19 @@ def plot(header: list[str], rows: list[list], num_keys: int, path: str) -> None:
     plt.close(fig)
 
 
+def _find(path: str) -> str:
+    """``path`` when it exists, else the model-zoo file of that name; unchanged when neither
+    (the caller then reports it missing)."""
+    from d2_boxunc.model_zoo import get_config_file
+
+    if os.path.isfile(path):
+        return path
+    try:
+        return get_config_file(path)
+    except RuntimeError:
+        return path
+
+
 def _load_sweep_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise SweepError(f"sweep file not found: {path}")
@@ -323,13 +338,11 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     try:
-        spec = _load_sweep_file(args.sweep_file) if args.sweep_file else {}
+        spec = _load_sweep_file(_find(args.sweep_file)) if args.sweep_file else {}
         config_file = args.config_file or spec.get("config_file")
         if not config_file:
             raise SweepError("no --config-file given (nor config_file in the sweep file)")
-        if not os.path.isfile(config_file) and os.path.isfile(os.path.join(ROOT, config_file)):
-            config_file = os.path.join(ROOT, config_file)  # sweep files name repo-relative paths
-        config_file = os.path.abspath(config_file)
+        config_file = os.path.abspath(_find(config_file))  # sweep files name zoo configs
         grid = {k: list(v) for k, v in (spec.get("grid") or {}).items()}
         for g in args.grid:
             key, values = parse_grid(g)

@@ -66,6 +66,30 @@ def _max_iter_override(opts: list[str]) -> int | None:
     return None
 
 
+def resolve_config_file(config_file: str) -> str:
+    """``config_file`` when that file exists, else the model-zoo config of that name
+    (:func:`d2_boxunc.model_zoo.get_config_file`: ``KLLoss/kl_faster_rcnn_R_50_FPN_2x.py``, with
+    or without a leading ``configs/``), so the paper configs are found from any folder and from
+    an installed wheel.
+
+    Raises:
+        ConfigError: neither a file nor a zoo name.
+    """
+    if not config_file:
+        raise ConfigError("no --config-file given")
+    if os.path.isfile(config_file):
+        return config_file
+    from d2_boxunc.model_zoo import get_config_file
+
+    try:
+        return get_config_file(config_file)
+    except RuntimeError:
+        raise ConfigError(
+            f"config file not found: {config_file} (nor a d2_boxunc model-zoo name such as "
+            "KLLoss/kl_faster_rcnn_R_50_FPN_2x.py)"
+        ) from None
+
+
 def check_checkpoint(path: str) -> None:
     """A local ``train.init_checkpoint`` must exist (fvcore would silently start from scratch)."""
     if path and not _URL.match(path) and not os.path.isfile(path):
@@ -101,8 +125,9 @@ def load_config(
     train_coco=None,
     test_coco=None,
 ):
-    """Load ``config_file``; apply the synthetic CPU switch (``synthetic``), then your own
-    COCO-format data (``train_coco`` / ``test_coco``: ``(json_file, image_dir)`` or None, see
+    """Load ``config_file`` (a path, or a model-zoo name: :func:`resolve_config_file`); apply the
+    synthetic CPU switch (``synthetic``), then your own COCO-format data (``train_coco`` /
+    ``test_coco``: ``(json_file, image_dir)`` or None, see
     :func:`d2_boxunc.config.own_data.use_own_data`), then the ``key=value`` overrides.
 
     So ``synthetic`` with own data keeps the data and its classes and changes only the model size
@@ -110,14 +135,11 @@ def load_config(
     loads the config.
 
     Raises:
-        ConfigError: missing file, missing top-level node, unknown override key, a local
+        ConfigError: missing file (and no zoo config of that name), missing top-level node, unknown override key, a local
             checkpoint path that does not exist, or bad own data (one line each).
     """
     opts = list(opts or [])
-    if not config_file:
-        raise ConfigError("no --config-file given")
-    if not os.path.isfile(config_file):
-        raise ConfigError(f"config file not found: {config_file}")
+    config_file = resolve_config_file(config_file)
     cfg = LazyConfig.load(config_file)
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from ..model_zoo import get_config_file
 from .plan import Method, Variant
 
 __all__ = ["Settings", "Step", "plan_steps", "run_steps"]
@@ -92,7 +93,7 @@ def plan_steps(
             ]
             train_args = [
                 "--config-file",
-                os.path.join(REPO, m.config),
+                get_config_file(m.config),
                 *common,
                 f"+train.seed={seed}",
                 f"train.output_dir={run}",
@@ -112,7 +113,7 @@ def _variant_step(m: Method, v: Variant, seed: int, run: str, common: list[str],
     config = v.config or m.config
     args = [
         "--config-file",
-        os.path.join(REPO, config),
+        get_config_file(config),
         "--eval-only",
         *common,
         *v.overrides,
