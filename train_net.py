@@ -48,6 +48,7 @@ from d2_boxunc.config.cli import (
     add_own_data_arguments,
     check_datasets,
     load_config,
+    resolve_config_file,
 )
 
 logger = logging.getLogger("d2_boxunc")
@@ -138,6 +139,8 @@ def _check_classes_agree(cfg, args) -> None:
 def setup_config(args):
     """Load the config with the command line's flags (own data is registered in the calling
     process), check its datasets, and fail in one line on a mistake."""
+    # a model-zoo name becomes the file's path here: default_setup reads and copies the file
+    args.config_file = resolve_config_file(args.config_file)
     cfg = load_config(
         args.config_file,
         args.opts,

@@ -139,6 +139,31 @@ def test_two_cpu_workers_with_gloo(tmp_path):
     assert "eval_results.json" in os.listdir(tmp_path)
 
 
+def test_config_file_may_be_a_model_zoo_name(tmp_path):
+    """From outside the checkout, --config-file takes the zoo's name of a config."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "train_net.py"),
+            "--config-file",
+            "Baselines/faster_rcnn_R_50_FPN_1x.py",
+            "--synthetic",
+            "train.max_iter=1",
+            f"train.output_dir={out}",
+            "dataloader.train.total_batch_size=2",
+            "dataloader.test.dataset.names=boxunc_synth_val_tiny",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "eval_results.json") as f:
+        assert {"bbox", "lrp", "box_uncertainty"} <= set(json.load(f))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
