@@ -10,6 +10,8 @@ Environment variables:
     MAX_JOBS=N               cap ninja's parallel compile jobs
     DEBUG=1                  build with -O0 -g
     NVCC_FLAGS="..."         extra nvcc flags
+    D2_BOXUNC_NO_EXT=1       build no compiled ops: a pure-Python package whose ops raise an
+                             actionable error (packaging checks, docs builds)
 
 The paper configs are package data of ``d2_boxunc.model_zoo`` (``d2_boxunc/model_zoo/configs/``;
 ``configs/`` at the repository root links there), so a non-editable install ships them.
@@ -42,6 +44,9 @@ def _sources(pattern: str) -> list[str]:
 
 
 def get_extensions() -> list:
+    if os.getenv("D2_BOXUNC_NO_EXT", "0") == "1":
+        print("d2_boxunc: D2_BOXUNC_NO_EXT=1, building no extension")
+        return []
     cpp = _sources("*.cpp")
     cu = _sources("*.cu")
     if not [s for s in cpp if os.path.basename(s) != STUB]:

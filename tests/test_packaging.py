@@ -1,5 +1,6 @@
 """The configs ship inside the package (d2_boxunc.model_zoo) and are found by name from anywhere;
-a wheel installs them (the wheel test is marked slow)."""
+a wheel installs them.  The wheel tests are marked slow: a pure-Python wheel always (seconds),
+the wheel with the compiled ops when the checkout's compiled objects can be reused."""
 
 import glob
 import os
@@ -76,12 +77,17 @@ def test_package_data_lists_every_zoo_file(tmp_path):
     assert shipped == _zoo_files()
 
 
-def _build_wheel(out_dir) -> str:
-    """``pip wheel`` of the checkout.  The compiled objects are kept in the checkout's
-    ``build/temp.*`` (where a plain ``pip wheel .`` puts them), so only the first build compiles
-    (minutes at MAX_JOBS=1); everything else is built under ``out_dir`` so that no stale file of
-    an earlier build can enter the wheel."""
+def _objects_dir() -> str:
+    """Where a plain ``pip wheel .`` of the checkout keeps the compiled objects."""
     temp = f"temp.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"
+    return os.path.join(ROOT, "build", temp)
+
+
+def _build_wheel(out_dir, compiled: bool) -> str:
+    """``pip wheel`` of the checkout, built under ``out_dir`` (no stale file of an earlier build in
+    the checkout's ``build/lib*`` can enter it).  ``compiled``: with the ops, compiling into the
+    checkout's objects folder, so only objects whose sources changed are compiled again; else a
+    pure-Python wheel (``D2_BOXUNC_NO_EXT=1``)."""
     extra = out_dir / "setup_extra.cfg"
     extra.write_text(
         textwrap.dedent(
@@ -89,13 +95,16 @@ def _build_wheel(out_dir) -> str:
             [build]
             build_base = {out_dir / "build"}
             [build_ext]
-            build_temp = {os.path.join(ROOT, "build", temp)}
+            build_temp = {_objects_dir()}
             [egg_info]
             egg_base = {out_dir}
             """
         )
     )
-    env = {**os.environ, "DIST_EXTRA_CONFIG": str(extra), "MAX_JOBS": "1"}
+    env = {**os.environ, "DIST_EXTRA_CONFIG": str(extra)}
+    env.setdefault("MAX_JOBS", "1")
+    if not compiled:
+        env["D2_BOXUNC_NO_EXT"] = "1"
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     cmd += ["--no-cache-dir", "-q", "-w", str(out_dir / "dist"), ROOT]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
@@ -105,7 +114,7 @@ def _build_wheel(out_dir) -> str:
 
 
 INSTALLED_CHECK = """
-import os, sys
+import sys
 import d2_boxunc
 from d2_boxunc import model_zoo
 from d2_boxunc._extension import has_ops
@@ -114,7 +123,7 @@ from d2_boxunc.demo import METHODS
 from detectron2.config import instantiate
 
 assert d2_boxunc.__file__.startswith(sys.prefix), d2_boxunc.__file__  # the wheel, not the checkout
-assert has_ops(), "the compiled ops did not ship"
+assert has_ops() == (sys.argv[1] == "compiled"), has_ops()
 cfg = model_zoo.get_config("KLLoss/kl_faster_rcnn_R_50_FPN_2x.py")
 assert "model" in cfg and len(model_zoo.list_configs()) > 40
 # the demo's first step: its KL method's config, loaded with --synthetic, then built
@@ -124,9 +133,8 @@ print("OK", type(model).__name__, model_zoo.CONFIG_DIR)
 """
 
 
-@pytest.mark.slow
-def test_wheel_ships_the_configs(tmp_path):
-    wheel = _build_wheel(tmp_path)
+def _install_and_check(tmp_path, wheel: str, compiled: bool) -> None:
+    """Install ``wheel`` into a fresh venv and run :data:`INSTALLED_CHECK` outside the checkout."""
     venv = tmp_path / "venv"
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
@@ -139,8 +147,9 @@ def test_wheel_ships_the_configs(tmp_path):
         text=True,
         check=True,
     ).stdout.strip()
-    # torch, detectron2 & co. come from the interpreter running the tests (no downloads); a plain
-    # path line does not run that site's .pth files, so an editable d2_boxunc there stays out
+    # --system-site-packages reaches the base interpreter's site only: torch, detectron2 & co.
+    # come from the interpreter running the tests (no downloads); a plain path line does not run
+    # that site's .pth files, so an editable d2_boxunc installed there stays out
     with open(os.path.join(site, "_test_reuse_site.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
     cmd = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps"]
@@ -151,8 +160,9 @@ def test_wheel_ships_the_configs(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     outside = tmp_path / "elsewhere"
     outside.mkdir()
+    kind = "compiled" if compiled else "pure"
     proc = subprocess.run(
-        [python, "-c", INSTALLED_CHECK],
+        [python, "-c", INSTALLED_CHECK, kind],
         cwd=outside,
         env={**env, "OMP_NUM_THREADS": "1"},
         capture_output=True,
@@ -162,3 +172,20 @@ def test_wheel_ships_the_configs(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.split()[:2] == ["OK", "BoxUncRCNN"], proc.stdout
     assert proc.stdout.split()[2].startswith(str(venv))
+
+
+@pytest.mark.slow
+def test_pure_python_wheel_ships_the_configs(tmp_path):
+    """Seconds on any machine: the wheel without the compiled ops (``D2_BOXUNC_NO_EXT=1``)."""
+    _install_and_check(tmp_path, _build_wheel(tmp_path, compiled=False), compiled=False)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not glob.glob(os.path.join(_objects_dir(), "**", "*.o"), recursive=True),
+    reason="no compiled objects to reuse in build/temp.* (a first build compiles for minutes); "
+    "run `MAX_JOBS=1 pip wheel --no-deps --no-build-isolation -w dist .` once to enable",
+)
+def test_wheel_ships_the_configs_and_the_compiled_ops(tmp_path):
+    """The real wheel, reusing the checkout's compiled objects (about 30 s)."""
+    _install_and_check(tmp_path, _build_wheel(tmp_path, compiled=True), compiled=True)
