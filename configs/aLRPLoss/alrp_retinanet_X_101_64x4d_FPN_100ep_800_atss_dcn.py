@@ -1,6 +1,8 @@
 """A6 (DCN): A6 with modulated deformable convolutions in c3-c5.
 Reference (mmdet port): 48.6 AP minival / 48.9 test-dev (paper abstract: 48.9 test-dev).
-Needs detectron2 built with its compiled ops (deformable convolution); checkpoint as in A4.
+The deformable blocks run on torchvision's ``deform_conv2d``
+(``d2_boxunc.modeling.resnext.TVDeformBottleneckBlock``), so no detectron2 compiled ops are
+needed; checkpoint as in A4.
 """
 
 from ..common.alrp import dataloader, model, optimizer, train
