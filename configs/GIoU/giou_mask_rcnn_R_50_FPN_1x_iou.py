@@ -7,8 +7,8 @@ Deviations from the official recipe (https://github.com/generalized-iou/Detectro
 - pooling: ROIAlignV2, sampling ratio 0 (official: RoIAlign, sampling ratio 2, no half-pixel
   shift); the same in the 14x14 mask head;
 - no "+1" in box sizes, detectron2's pixel mean (no config reproduces these).
-Initial weights (MSRA's caffe R-50) and the box-loss settings are the official ones. The
-training recipe is detectron2's default, kept so that every row of the comparison shares it;
+Initial weights (MSRA's caffe R-50) and the box-loss settings are the official ones. The training
+recipe is detectron2's default, kept so that every row of the comparison shares it;
 ``giou_mask_rcnn_R_50_FPN_1x_iou_official.py`` reproduces the official recipe.
 """
 

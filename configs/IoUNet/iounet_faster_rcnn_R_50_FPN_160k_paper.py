@@ -3,11 +3,11 @@ constant warm-up at lr 0.004 for the first 10k iterations, weight decay 1e-4, si
 training and testing at short side 800 / long side <= 1200, and PrRoIPool without the half-pixel
 offset (``aligned=False``), as the official op computes it. Paper 38.1.
 
-Deviations from the official recipe (the paper; there is no released training code): the
-schedule and sizes above come from an earlier reading of the paper and are not yet checked
-against its full text; the ImageNet initialisation (unspecified in the paper) is MSRA's
-caffe R-50 (detectron2's ``R-50.pkl``); the IoU head's loss weight (5), the jittered-RoI sampler
-and every test setting are OpenMMLab-IoUNet's (I1), since the paper gives no values.
+Deviations from the official recipe (the paper; there is no released training code): the schedule
+and sizes above come from an earlier reading of the paper and are not yet checked against its full
+text; the ImageNet initialisation (unspecified in the paper) is MSRA's caffe R-50 (detectron2's
+``R-50.pkl``); the IoU head's loss weight (5), the jittered-RoI sampler and every test setting are
+OpenMMLab-IoUNet's (I1), since the paper gives no values.
 """
 
 from detectron2.config import LazyCall as L

@@ -8,11 +8,11 @@ Needs ``./models/R-50-torchvision.pkl``: ``python -m d2_boxunc.tools.convert_wei
 resnet50 --input resnet50-0676ba61.pth --output models/R-50-torchvision.pkl`` (torchvision's
 ``ResNet50_Weights.IMAGENET1K_V1`` file, which mmdetection's ``torchvision://resnet50`` is).
 
-Deviations from the official recipe: 16 images per batch at lr 0.02 for 90k iterations (steps
-60k / 80k) where the reference trained 2 GPUs x 2 images at lr 0.005 for 12 epochs (steps at
-epochs 8 and 11): the same number of epochs with a linearly scaled lr; detectron2's FrozenBN
-(statistics and affine frozen) where mmdetection's ``norm_eval=True`` trains the BN affine
-parameters; no "+1"-free difference (mmdetection 2.x has none either).
+Deviations from the official recipe: 16 images per batch at lr 0.02 for 90k iterations (steps 60k /
+80k) where the reference trained 2 GPUs x 2 images at lr 0.005 for 12 epochs (steps at epochs 8 and
+11): the same number of epochs with a linearly scaled lr; detectron2's FrozenBN (statistics and
+affine frozen) where mmdetection's ``norm_eval=True`` trains the BN affine parameters; no "+1"-free
+difference (mmdetection 2.x has none either).
 """
 
 from ..common.official import mmdet_recipe as _mmdet_recipe

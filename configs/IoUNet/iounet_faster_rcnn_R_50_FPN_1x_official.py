@@ -6,10 +6,9 @@ op scales the box by the stride and nothing else), single-scale 800 / 1333 train
 iterations from 0.001 x lr, torchvision's ImageNet R-50 (``./models/R-50-torchvision.pkl``, see
 I0 official for the conversion command).
 
-Deviations from the official recipe: those of I0 official (batch 16 at lr 0.02 in detectron2's
-1x iterations instead of 4 images at lr 0.005 for 12 epochs; FrozenBN instead of
-``norm_eval``). Eval-only twins of this checkpoint: ``*_nohead_official.py`` (I1a),
-``*_iounms_official.py`` (I1b).
+Deviations from the official recipe: those of I0 official (batch 16 at lr 0.02 in detectron2's 1x
+iterations instead of 4 images at lr 0.005 for 12 epochs; FrozenBN instead of ``norm_eval``).
+Eval-only twins of this checkpoint: ``*_nohead_official.py`` (I1a), ``*_iounms_official.py`` (I1b).
 """
 
 from d2_boxunc.modeling.roi_heads import IoUNetROIHeads

@@ -6,9 +6,9 @@ beta 1 (Fast R-CNN head) and 1/9 (RPN), MSRA's caffe R-50. Paper 37.9 box AP (De
 model).
 
 Deviations from the official recipe: boxes without Detectron's "+1" in widths and heights
-(detectron2's convention, docs/design.md#conventions); detectron2's ImageNet pixel mean
-(103.53, 116.28, 123.675) instead of Detectron's (102.98, 115.95, 122.77); the RPN keeps 1000
-proposals per image in training where Detectron keeps 2000 per two-image GPU batch.
+(detectron2's convention, docs/design.md#conventions); detectron2's ImageNet pixel mean (103.53,
+116.28, 123.675) instead of Detectron's (102.98, 115.95, 122.77); the RPN keeps 1000 proposals per
+image in training where Detectron keeps 2000 per two-image GPU batch.
 """
 
 from ..common.official import detectron_recipe as _detectron_recipe

@@ -13,10 +13,10 @@ box AP without voting, 39.2 with ``STD_NMS True``, i.e. K3):
   (``STD_TH`` 0.9 is replaced by 0.01 for the ``stdiou`` method), Gaussian soft-NMS sigma 0.5,
   pruning at 0.001. This config tests with hard NMS, no voting (the README's 38.5).
 
-Deviations from the official recipe: those of K0 official (no "+1", detectron2's pixel mean,
-1000 RPN proposals per image); the official voting pairs the coordinates with variances stored
-in another order (docs/design.md#paper-vs-code-differences), ours pairs them correctly. The
-eval-only twins ``*_varvote_official.py`` (K2), ``*_varvote_softnms_official.py`` (K3) and
+Deviations from the official recipe: those of K0 official (no "+1", detectron2's pixel mean, 1000
+RPN proposals per image); the official voting pairs the coordinates with variances stored in
+another order (docs/design.md#paper-vs-code-differences), ours pairs them correctly. The eval-only
+twins ``*_varvote_official.py`` (K2), ``*_varvote_softnms_official.py`` (K3) and
 ``*_softnms_official.py`` (K4) reuse this checkpoint.
 """
 

@@ -2,8 +2,8 @@
 
 Isolates the coder change from the KL loss (not in the paper).
 
-Deviations from the official recipe: not an official row (our control); it shares K0's
-detectron2 recipe (see K0's list), and keeps the RPN's XYWH coder.
+Deviations from the official recipe: not an official row (our control); it shares K0's detectron2
+recipe (see K0's list), and keeps the RPN's XYWH coder.
 """
 
 from detectron2.config import LazyCall as L

@@ -1,7 +1,7 @@
 """K6 baseline: Mask R-CNN R50-FPN 2x, detectron2 defaults (d2 zoo 2x: 39.6 box / 35.3 mask AP).
 
-Deviations from the official recipe (the official code's ``e2e_mask_rcnn_R-50-FPN_2x_log.yaml``
-run without KL-Loss):
+Deviations from the official recipe (the official code's ``e2e_mask_rcnn_R-50-FPN_2x_log.yaml`` run
+without KL-Loss):
 - scale: multi-scale training, short side 640-800 (official ``TRAIN.SCALES (800,)``);
 - warm-up: 1000 iterations from 0.001 x lr (official: 500 from 1/3);
 - pooling: ROIAlignV2, sampling ratio 0 (official: RoIAlign, sampling ratio 2, no half-pixel

@@ -7,10 +7,10 @@ its baseline (abstract).
 
 Deviations from the official recipe:
 - initial weights: the official ``TRAIN.WEIGHTS`` is a local file,
-  ``detectron-outs/mask-fpn-r50-faster.pkl``, that the repository does not document; by its name
-  a COCO-trained R50-FPN detector. We start from K6 baseline official's checkpoint (a
-  COCO-trained Mask R-CNN of the same recipe), as K7 does for Faster R-CNN; train it first, or
-  override ``train.init_checkpoint``;
+  ``detectron-outs/mask-fpn-r50-faster.pkl``, that the repository does not document; by its name a
+  COCO-trained R50-FPN detector. We start from K6 baseline official's checkpoint (a COCO-trained
+  Mask R-CNN of the same recipe), as K7 does for Faster R-CNN; train it first, or override
+  ``train.init_checkpoint``;
 - those of K6 baseline official (no "+1", detectron2's pixel mean, 1000 RPN proposals per image);
 - the official voting pairs coordinates with variances stored in another order; ours pairs them
   correctly (docs/design.md#paper-vs-code-differences).

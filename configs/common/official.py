@@ -45,7 +45,7 @@ def warmup(lr_multiplier, max_iter: int, iters: int, factor: float) -> None:
 
 
 def detectron_roi_align(model) -> None:
-    """Detectron's ``RoIAlign`` with sampling ratio 2 (no half-pixel shift) in every R-CNN pooler."""
+    """Detectron's ``RoIAlign``, sampling ratio 2, no half-pixel shift, in every R-CNN pooler."""
     for key in ("box_pooler", "mask_pooler"):
         pooler = model.roi_heads.get(key, None)
         if pooler is not None:
@@ -62,7 +62,7 @@ def detectron_recipe(dataloader, lr_multiplier, model, max_iter: int) -> None:
 
 
 def torchvision_backbone(model, dataloader, train, depth: int = 50) -> None:
-    """torchvision's ImageNet ResNet-``depth`` (converted to ``./models/R-<depth>-torchvision.pkl``)."""
+    """torchvision's ImageNet ResNet-``depth`` (``./models/R-<depth>-torchvision.pkl``)."""
     stages = model.backbone.bottom_up.stages
     stages.depth = depth
     stages.stride_in_1x1 = False
