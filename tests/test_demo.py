@@ -5,6 +5,7 @@ predicted sigma ranks the actual localisation error (Spearman rho > 0)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -48,6 +49,11 @@ def test_demo_prints_the_ablation_table_and_saves_outputs(kl_demo):
         assert label in stdout, stdout[-3000:]
     assert "AP50" in stdout and "oLRP" in stdout and "KL-Loss: sigma vs |error|" in stdout
     assert "with the true box as RoI" in stdout
+    # eval-only rows carry their paired AP difference with a 95% interval
+    assert "ΔAP vs ckpt row [95% CI]" in stdout
+    voting = next(line for line in stdout.splitlines() if "| + KL-Loss + var voting " in line)
+    diff, low, high = (float(v) for v in re.findall(r"([+-]\d+\.\d)", voting.split("|")[-2]))
+    assert low <= diff <= high
     assert os.path.getsize(out / "kl" / "detections.png") > 10_000
     with open(out / "results.md") as f:
         assert "+ KL-Loss + var voting + soft-NMS" in f.read()

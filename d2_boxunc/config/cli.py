@@ -91,9 +91,28 @@ def resolve_config_file(config_file: str) -> str:
 
 
 def check_checkpoint(path: str) -> None:
-    """A local ``train.init_checkpoint`` must exist (fvcore would silently start from scratch)."""
-    if path and not _URL.match(path) and not os.path.isfile(path):
-        raise ConfigError(f"checkpoint not found: train.init_checkpoint='{path}'")
+    """A local ``train.init_checkpoint`` must exist (fvcore would silently start from scratch).
+
+    The ImageNet backbones converted from torchvision (``*-torchvision.pkl``, loaded by the
+    official-recipe configs) are made by ``d2_boxunc.tools.convert_weights``; the error names
+    the command that writes the missing file.
+    """
+    if not path or _URL.match(path) or os.path.isfile(path):
+        return
+    converted = {
+        "R-50-torchvision.pkl": "resnet50",
+        "R-101-torchvision.pkl": "resnet101",
+        "X-101-64x4d-torchvision.pkl": "resnext101_64x4d",
+    }
+    arch = converted.get(os.path.basename(path))
+    if arch is not None:
+        raise ConfigError(
+            f"checkpoint not found: train.init_checkpoint='{path}'; write it from torchvision's "
+            f"ImageNet {arch} weights with: python -m d2_boxunc.tools.convert_weights --arch "
+            f"{arch} --input {arch}.pth --output {path} (the module docstring says where to get "
+            "the .pth)"
+        )
+    raise ConfigError(f"checkpoint not found: train.init_checkpoint='{path}'")
 
 
 def add_own_data_arguments(parser):

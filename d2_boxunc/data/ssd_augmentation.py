@@ -15,6 +15,11 @@ Boxes dropped by the crop (centre outside it) are mapped to the empty box ``(0, 
 every detectron2 mapper) then removes those instances together with their masks. Use
 :class:`BoxAugDatasetMapper` to train with these augmentations: detectron2's ``DatasetMapper`` does
 not pass the boxes to the augmentations, which the crop needs.
+
+The defaults follow the pipeline of the official aLRP Loss code (its mmdetection 2.x
+``PhotoMetricDistortion``, ``Expand``, ``MinIoURandomCrop``): the channel swap runs with
+probability 0.5, and a crop patch must pass the IoU check against every box of the image,
+crowd boxes included (docs/atss_ssd.md lists what still differs).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ __all__ = [
     "MinIoURandomCrop",
     "PhotometricDistort",
     "PhotometricDistortTransform",
+    "patch_accepted",
     "ssd_augmentations",
 ]
 
@@ -154,9 +160,10 @@ class PhotometricDistort(T.Augmentation):
         contrast_range (tuple[float, float]): contrast factor range. Default: (0.5, 1.5).
         saturation_range (tuple[float, float]): saturation factor range. Default: (0.5, 1.5).
         hue_delta (float): hue offset in degrees drawn from U(-delta, delta). Default: 18.
-        swap_channels_prob (float): probability of a random channel permutation at the end.
-            mmdetection's ``PhotoMetricDistortion`` does this with 0.5; the aLRP Loss setting
-            (docs/design.md#retinanet-setting-for-alrp) leaves it out. Default: 0.
+        swap_channels_prob (float): probability of a random channel permutation at the end
+            (``np.random.permutation(3)``, which may be the identity). The aLRP Loss code's
+            mmdetection ``PhotoMetricDistortion`` always does this with probability 0.5.
+            Default: 0.5.
         image_format (str): "BGR" (detectron2's default) or "RGB". Default: "BGR".
     """
 
@@ -166,7 +173,7 @@ class PhotometricDistort(T.Augmentation):
         contrast_range: tuple[float, float] = (0.5, 1.5),
         saturation_range: tuple[float, float] = (0.5, 1.5),
         hue_delta: float = 18.0,
-        swap_channels_prob: float = 0.0,
+        swap_channels_prob: float = 0.5,
         image_format: str = "BGR",
     ):
         super().__init__()
@@ -324,6 +331,29 @@ def _iou_with_patch(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
     return inter / np.maximum(union, 1e-12)
 
 
+def patch_accepted(
+    boxes: np.ndarray, patch: Sequence[float], min_iou: float, require_all_boxes: bool = True
+) -> bool:
+    """The acceptance rule of one crop patch ``(x0, y0, x1, y1)`` for the IoU threshold ``min_iou``.
+
+    With ``require_all_boxes=True`` (the official pipeline, mmdetection 2.x ``MinIoURandomCrop``
+    as the aLRP Loss code ships it): reject the patch if **any** box of the image has IoU with the
+    patch below ``min_iou``, whether or not its centre lies in the patch; then reject it if no box
+    centre lies strictly inside it. The centre test only decides which boxes the crop keeps.
+    With ``require_all_boxes=False``: only the boxes whose centre is inside are IoU-checked.
+    An image without boxes accepts every patch.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return True
+    patch = np.asarray(patch, dtype=np.float64)
+    keep = _centres_inside(boxes, *patch)
+    if not keep.any():
+        return False
+    ious = _iou_with_patch(boxes if require_all_boxes else boxes[keep], patch)
+    return bool(ious.min() >= min_iou)
+
+
 class MinIoUCropTransform(T.CropTransform):
     """A :class:`~detectron2.data.transforms.CropTransform` that drops boxes whose centre is not
     strictly inside the crop: ``apply_box`` maps them to the empty box ``(0, 0, 0, 0)``, which
@@ -346,18 +376,24 @@ class MinIoURandomCrop(T.Augmentation):
 
     Draw a mode from ``{no crop, *min_ious, 0}`` uniformly. For a threshold ``m``, try up to
     ``crop_trials`` patches with sides ``U(min_crop_size, 1) x`` the image's and aspect ratio
-    ``h/w in [0.5, 2]`` at a uniform position. A patch is accepted when at least one box has its
-    centre strictly inside it and every such (kept) box has IoU >= ``m`` with the patch (every
-    box, with ``require_all_boxes=True``, as mmdetection's check). If no patch fits, draw a new
-    mode (at most ``mode_trials`` times, then no crop). An image without boxes gets any patch.
+    ``h/w in [0.5, 2]`` at a uniform position. A patch is accepted (:func:`patch_accepted`) when
+    every box of the image has IoU >= ``m`` with it and at least one box has its centre strictly
+    inside it, as the official aLRP Loss pipeline (mmdetection 2.x) decides; the crop then keeps
+    the boxes whose centre is inside. ``require_all_boxes=False`` IoU-checks only those kept
+    boxes, which accepts far more patches at high thresholds on crowded images (not the official
+    rule). If no patch fits, draw a new mode (at most ``mode_trials`` times, then no crop; the
+    reference loops until a mode succeeds). An image without boxes gets any patch.
 
     The boxes come from the :class:`~detectron2.data.transforms.AugInput`'s ``boxes`` (XYXY_ABS);
     ``boxes=None`` returns :class:`~detectron2.data.transforms.NoOpTransform`.
+    :class:`BoxAugDatasetMapper` passes the crowd boxes too, since the reference checks its
+    ``gt_bboxes_ignore`` (COCO crowd boxes) with the others.
 
     Args:
         min_ious (tuple[float]): IoU thresholds in [0, 1]. Default: (0.1, 0.3, 0.5, 0.7, 0.9).
         min_crop_size (float): smallest patch side as a fraction of the image side. Default: 0.3.
-        require_all_boxes (bool): check the IoU of all boxes, not only the kept ones.
+        require_all_boxes (bool): IoU-check every box (True, official) or only the boxes whose
+            centre is in the patch (False). Default: True.
         mode_trials (int), crop_trials (int): sampling budget. Defaults: 50, 50.
     """
 
@@ -365,7 +401,7 @@ class MinIoURandomCrop(T.Augmentation):
         self,
         min_ious: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
         min_crop_size: float = 0.3,
-        require_all_boxes: bool = False,
+        require_all_boxes: bool = True,
         mode_trials: int = 50,
         crop_trials: int = 50,
     ):
@@ -410,13 +446,8 @@ class MinIoURandomCrop(T.Augmentation):
         patch = np.array([int(left), int(top), int(left + new_w), int(top + new_h)], np.float64)
         if patch[2] <= patch[0] or patch[3] <= patch[1]:
             return None
-        if len(boxes) > 0:
-            keep = _centres_inside(boxes, *patch)
-            if not keep.any():
-                return None
-            ious = _iou_with_patch(boxes if self.require_all_boxes else boxes[keep], patch)
-            if ious.min() < min_iou:
-                return None
+        if not patch_accepted(boxes, patch, min_iou, self.require_all_boxes):
+            return None
         x0, y0, x1, y1 = (int(v) for v in patch)
         return MinIoUCropTransform(x0, y0, x1 - x0, y1 - y0, w, h)
 
@@ -447,8 +478,10 @@ def ssd_augmentations(
 # ------------------------------------------------------------------------------------------------
 class BoxAugDatasetMapper(DatasetMapper):
     """detectron2's :class:`~detectron2.data.DatasetMapper` that also gives the annotated boxes
-    (non-crowd, XYXY_ABS) to the augmentations, so box-aware ones such as
-    :class:`MinIoURandomCrop` work. Instances whose box the augmentations emptied are dropped
+    (XYXY_ABS; the non-crowd ones first, then the crowd ones) to the augmentations, so box-aware
+    ones such as :class:`MinIoURandomCrop` work. Crowd boxes only take part in the crop's patch
+    check (as the reference's ``gt_bboxes_ignore``); like detectron2's mapper, no instance is
+    made from them. Instances whose box the augmentations emptied are dropped
     before masks could re-create their boxes (``recompute_boxes``). Same constructor and configs
     as ``DatasetMapper``, e.g. ``L(BoxAugDatasetMapper)(is_train=True,
     augmentations=ssd_augmentations(512), image_format="BGR")``.
@@ -462,11 +495,16 @@ class BoxAugDatasetMapper(DatasetMapper):
         if "sem_seg_file_name" in dataset_dict:
             sem_seg = utils.read_image(dataset_dict.pop("sem_seg_file_name"), "L").squeeze(2)
 
-        annos = [a for a in dataset_dict.pop("annotations", []) if a.get("iscrowd", 0) == 0]
+        all_annos = dataset_dict.pop("annotations", [])
+        annos = [a for a in all_annos if a.get("iscrowd", 0) == 0]
+        crowd = [a for a in all_annos if a.get("iscrowd", 0) != 0]
         boxes = None
         if self.is_train:
             boxes = np.array(
-                [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos],
+                [
+                    BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                    for a in annos + crowd
+                ],
                 dtype=np.float64,
             ).reshape(-1, 4)
         aug_input = T.AugInput(image, boxes=boxes, sem_seg=sem_seg)
@@ -499,7 +537,7 @@ class BoxAugDatasetMapper(DatasetMapper):
         instances = utils.annotations_to_instances(
             annos, image_shape, mask_format=self.instance_mask_format
         )
-        if self.recompute_boxes:
+        if self.recompute_boxes and instances.has("gt_masks"):  # absent when no box is left
             instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
         dataset_dict["instances"] = utils.filter_empty_instances(instances)
         return dataset_dict

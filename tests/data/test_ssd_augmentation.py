@@ -22,6 +22,7 @@ from d2_boxunc.data.ssd_augmentation import (
     MinIoUCropTransform,
     PhotometricDistortTransform,
     _iou_with_patch,
+    patch_accepted,
 )
 
 
@@ -170,6 +171,37 @@ def test_sampled_patches_meet_the_min_iou_rule(seed, n, require_all):
             assert ((out[:, 2] > out[:, 0]) == inside).all()
 
 
+def test_patch_check_uses_every_box_as_the_official_crop():
+    # A: centre (20, 20) inside the patch, IoU 400 / 2500 = 0.16.
+    # B: centre (70, 70) outside, overlaps 10 x 10: IoU 100 / (3600 + 2500 - 100) = 1/60.
+    boxes = np.array([[10.0, 10.0, 30.0, 30.0], [40.0, 40.0, 100.0, 100.0]])
+    patch = (0, 0, 50, 50)
+    assert patch_accepted(boxes, patch, 0.0)
+    assert patch_accepted(boxes, patch, 1 / 60 - 1e-9)
+    assert not patch_accepted(boxes, patch, 0.1)  # B fails the IoU check, though it is dropped
+    assert patch_accepted(boxes, patch, 0.1, require_all_boxes=False)  # only A is checked
+    assert not patch_accepted(boxes, patch, 0.2, require_all_boxes=False)
+    # A box disjoint from the patch has IoU 0: any positive threshold rejects the patch.
+    far = np.array([[10.0, 10.0, 30.0, 30.0], [80.0, 80.0, 90.0, 90.0]])
+    assert not patch_accepted(far, patch, 0.1) and patch_accepted(far, patch, 0.0)
+    # Every IoU passes but no centre is strictly inside: rejected (even in mode 0).
+    edge = np.array([[40.0, 40.0, 60.0, 60.0]])  # centre (50, 50) on the patch corner
+    assert not patch_accepted(edge, patch, 0.0)
+    assert patch_accepted(np.zeros((0, 4)), patch, 0.9)  # no boxes: any patch
+
+
+def test_crop_transform_uses_the_official_rule_by_default():
+    boxes = np.array([[10.0, 10.0, 30.0, 30.0], [40.0, 40.0, 100.0, 100.0]])
+    assert MinIoURandomCrop().require_all_boxes
+    np.random.seed(3)
+    crop = MinIoURandomCrop()
+    for _ in range(300):
+        tfm = crop.sample_patch(boxes, 100, 100, 0.3)
+        if tfm is not None:
+            patch = np.array([tfm.x0, tfm.y0, tfm.x0 + tfm.w, tfm.y0 + tfm.h], np.float64)
+            assert _iou_with_patch(boxes, patch).min() >= 0.3
+
+
 def test_random_crop_modes_and_no_boxes():
     image = np.zeros((50, 60, 3), np.uint8)
     crop = MinIoURandomCrop()
@@ -224,7 +256,7 @@ def test_photometric_augmentation_draws():
     np.random.seed(0)
     aug = PhotometricDistort()
     boxes = np.array([[1.0, 2.0, 5.0, 9.0]])
-    changed = 0
+    changed = swaps = 0
     steps = np.zeros(4)
     for _ in range(200):
         inp = T.AugInput(img.copy(), boxes=boxes.copy())
@@ -244,9 +276,28 @@ def test_photometric_augmentation_draws():
             assert abs(tfm.hue_delta) <= 18
         if tfm.contrast_alpha is not None:
             assert 0.5 <= tfm.contrast_alpha <= 1.5
-        assert tfm.channel_order is None
+        if tfm.channel_order is not None:
+            assert sorted(tfm.channel_order) == [0, 1, 2]
+        swaps += tfm.channel_order is not None
     assert changed > 170  # all four steps are skipped with probability 1/16
     assert ((steps > 70) & (steps < 130)).all()  # each step with probability 1/2
+    assert 70 < swaps < 130  # the official channel swap: probability 1/2
+    np.random.seed(0)
+    never = PhotometricDistort(swap_channels_prob=0.0)
+    assert all(never.get_transform(img).channel_order is None for _ in range(50))
+
+
+def test_channel_swap_permutes_the_channels_exactly():
+    img = np.empty((3, 4, 3), np.uint8)
+    img[...] = (10, 20, 30)
+    out = PhotometricDistortTransform(channel_order=[2, 0, 1]).apply_image(img)
+    np.testing.assert_array_equal(out[1, 2], [30, 10, 20])
+    assert out.shape == img.shape and out.dtype == np.uint8
+    # After the other steps, last (as mmdetection): brightness +5 then swap.
+    out = PhotometricDistortTransform(brightness_delta=5.0, channel_order=[1, 2, 0]).apply_image(
+        img
+    )
+    np.testing.assert_array_equal(out[0, 0], [25, 35, 15])
 
 
 def rle(h, w, x0, y0, x1, y1):
@@ -288,19 +339,60 @@ def test_mapper_passes_boxes_and_drops_cropped_instances(tmp_path):
         recompute_boxes=True,
     )
     counts = set()
-    for _ in range(30):
+    for _ in range(40):
         out = mapper(record)
         assert tuple(out["image"].shape) == (3, 32, 32)
         inst = out["instances"]
-        assert len(inst) in (1, 2)  # the crop always keeps at least one box; crowd is dropped
-        assert inst.gt_boxes.nonempty().all() and len(inst.gt_masks) == len(inst)
+        # The crop keeps at least one box centre, possibly only the crowd box's, which makes no
+        # instance (as the reference, whose crowd boxes are its ignored boxes).
+        assert len(inst) in (0, 1, 2)
+        assert inst.gt_boxes.nonempty().all()
+        assert len(inst) == 0 or len(inst.gt_masks) == len(inst)
         assert set(inst.gt_classes.tolist()) <= {0, 1}
         counts.add(len(inst))
-    assert counts == {1, 2}
+    assert {1, 2} <= counts
     eval_out = BoxAugDatasetMapper(
         is_train=False, augmentations=ssd_augmentations(32), image_format="BGR"
     )(record)
     assert "instances" not in eval_out and tuple(eval_out["image"].shape)[0] == 3
+
+
+class _RecordBoxes(T.Augmentation):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def get_transform(self, image, boxes):
+        self.seen.append(None if boxes is None else np.array(boxes))
+        return T.NoOpTransform()
+
+
+def test_mapper_gives_the_crop_the_crowd_boxes_too(tmp_path):
+    path = str(tmp_path / "img.png")
+    cv2.imwrite(path, np.full((60, 80, 3), 128, np.uint8))
+    record = {
+        "file_name": path,
+        "height": 60,
+        "width": 80,
+        "annotations": [
+            {"bbox": [0, 0, 80, 60], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 2, "iscrowd": 1},
+            {"bbox": [5, 5, 30, 30], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 1},
+        ],
+    }
+    rec = _RecordBoxes()
+    out = BoxAugDatasetMapper(is_train=True, augmentations=[rec], image_format="BGR")(record)
+    # non-crowd first, then crowd; only the non-crowd box becomes an instance
+    np.testing.assert_array_equal(rec.seen[0], [[5, 5, 35, 35], [0, 0, 80, 60]])
+    assert out["instances"].gt_boxes.tensor.tolist() == [[5.0, 5.0, 35.0, 35.0]]
+    # A crowd box that covers the image caps the patch: IoU = patch area / image area >= 0.7.
+    np.random.seed(0)
+    crop = MinIoURandomCrop(min_ious=(0.7,))
+    boxes = rec.seen[0]
+    for _ in range(100):
+        tfm = crop.get_transform(np.zeros((60, 80, 3), np.uint8), boxes)
+        if isinstance(tfm, MinIoUCropTransform) and tfm.w * tfm.h < 0.7 * 80 * 60:
+            # only mode 0 ("any IoU") may give a smaller patch
+            assert tfm.w * tfm.h >= 0.3 * 80 * 0.3 * 60 - 80 - 60
 
 
 def test_errors():

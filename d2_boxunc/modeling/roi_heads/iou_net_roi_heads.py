@@ -179,6 +179,12 @@ class IoUNetROIHeads(StandardROIHeads):
             storage.put_scalar("iou_head/mean_target", target_ious.mean().item())
 
     # ---- inference -------------------------------------------------------------------------
+    @property
+    def _test_predictor(self):
+        """The box predictor whose ``test_score_thresh`` / ``test_nms_thresh`` /
+        ``test_topk_per_image`` the IoU-Net inference uses (a cascade's last stage)."""
+        return self.box_predictor
+
     def _forward_box(self, features: dict[str, Tensor], proposals: list[Instances]):
         if self.training or not self.test_iou_head:
             return super()._forward_box(features, proposals)
@@ -219,7 +225,7 @@ class IoUNetROIHeads(StandardROIHeads):
         boxes.clip(image_size)
         boxes = boxes.tensor.view(-1, num_reg, 4)
         fg = scores[:, :num_classes]
-        rows, classes = nonzero_tuple(fg >= self.box_predictor.test_score_thresh)
+        rows, classes = nonzero_tuple(fg >= self._test_predictor.test_score_thresh)
         cand_scores = fg[rows, classes]
         if num_reg == 1 or self.test_nms_class_boxes == "argmax":
             # one regressed box per proposal (its argmax class), shared by all its candidates
@@ -261,11 +267,13 @@ class IoUNetROIHeads(StandardROIHeads):
                     c_scores,
                     c_ious,
                     c_classes,
-                    self.box_predictor.test_nms_thresh,
+                    self._test_predictor.test_nms_thresh,
                     multiply_cls=self.test_nms_key == "cls_x_iou",
                 )
             else:
-                keep = batched_nms(c_boxes, c_scores, c_classes, self.box_predictor.test_nms_thresh)
+                keep = batched_nms(
+                    c_boxes, c_scores, c_classes, self._test_predictor.test_nms_thresh
+                )
                 out_scores = c_scores[keep]
             order = torch.argsort(out_scores, descending=True, stable=True)
             if self.refine:
@@ -284,8 +292,8 @@ class IoUNetROIHeads(StandardROIHeads):
         for (k_boxes, k_scores, k_classes, k_ious), hw in zip(kept, image_sizes):
             final = k_scores * k_ious if self.final_score == "cls_x_iou" else k_scores
             order = torch.argsort(final, descending=True, stable=True)
-            if self.box_predictor.test_topk_per_image >= 0:
-                order = order[: self.box_predictor.test_topk_per_image]
+            if self._test_predictor.test_topk_per_image >= 0:
+                order = order[: self._test_predictor.test_topk_per_image]
             inst = Instances(hw)
             inst.pred_boxes = Boxes(k_boxes[order].detach())
             inst.scores = final[order].detach()

@@ -1,4 +1,11 @@
-"""G4: G1 plus IoU loss in the RPN (weight 1, per-image sampled-anchor normaliser); post-paper."""
+"""G4: G1 plus IoU loss in the RPN (weight 1, per-image sampled-anchor normaliser); post-paper.
+
+Deviations from the official recipe: not an official row (a post-paper extension; the official code
+has no IoU-in-RPN config); it shares G0's detectron2 recipe (multi-scale training, 1000-iteration
+warm-up from 0.001, ROIAlignV2) where the official GIoU code trains single-scale 800 with a
+500-iteration warm-up from 1/3 and RoIAlign sampling ratio 2; apply ``configs/common/official.py:
+detectron_recipe`` for that recipe.
+"""
 
 from d2_boxunc.modeling.proposal_generator import IoULossRPN
 

@@ -4,6 +4,20 @@ predicted IoU, refinement with lambda 0.5, final score cls x IoU.
 
 Paper 38.1 box AP; OpenMMLab-IoUNet 39.3. Eval-only rows of this checkpoint: ``*_nohead.py`` (I1a),
 ``*_iounms.py`` (I1b).
+
+Deviations from the official recipe (there is no official IoU-Net training code; the reference is
+OpenMMLab-IoUNet, ``assets/faster_rcnn_iou_r50_fpn_1x_coco.py``):
+- scale: multi-scale training, short side 640-800 (reference: single scale 800 / 1333);
+- warm-up: 1000 iterations from 0.001 x lr (reference: 500 from 0.001);
+- initial weights: MSRA's caffe R-50, BGR, stride in the 1x1 convolution (reference: torchvision's
+  R-50 with ``norm_eval`` BN);
+- pooling: PrRoIPool with ``aligned=True`` (coordinates shifted by -0.5 px, the geometry of
+  ROIAlignV2) in both branches; the official PrRoIPool op, which the reference uses, has no offset
+  (``aligned=False``);
+- batch 16 at lr 0.02 (reference: 2 GPUs x 2 images at lr 0.005, the same 12 epochs).
+Kept: detectron2's recipe, shared by every row of the comparison (``aligned=True`` matches the
+baseline's ROIAlignV2 sampling geometry); ``iounet_faster_rcnn_R_50_FPN_1x_official.py`` reproduces
+the reference recipe.
 """
 
 from d2_boxunc.modeling.roi_heads import IoUNetROIHeads

@@ -1,5 +1,14 @@
 """I6: IoU-Net on Mask R-CNN R50-FPN 1x (paper's other detector): I1's IoU branch, IoU-guided NMS
-and refinement; the mask head runs on the refined boxes.  Paper: TBD (Table, Mask R-CNN rows)."""
+and refinement; the mask head runs on the refined boxes.  Paper: TBD (Table, Mask R-CNN rows).
+
+Deviations from the official recipe (the paper's Mask R-CNN rows; no released code):
+- pooling: PrRoIPool ``aligned=True`` in the box and IoU branches (official op: no offset); the
+  mask head keeps detectron2's ROIAlignV2;
+- scale / schedule: detectron2's multi-scale 1x with a 1000-iteration warm-up; the paper's recipe
+  (I4: single scale 800 / 1200, 160k iterations at lr 0.01) is not applied here;
+- IoU-head loss weight, jitter sampler and test settings: OpenMMLab-IoUNet's (I1), as the paper
+  gives none; the Cascade R-CNN and R-101 rows of the paper are not written.
+"""
 
 from detectron2.model_zoo import get_config
 

@@ -1,4 +1,9 @@
-"""K4 (eval-only of K1): Gaussian soft-NMS without voting, the ablation separating the two."""
+"""K4 (eval-only of K1): Gaussian soft-NMS without voting, the ablation separating the two.
+
+Deviations from the official recipe: those of K1 (its checkpoint), and at test time sigma_t 0.02
+with voters of IoU > 0 (KL-Loss-pytorch) where the official code uses 0.01 and IoU > 0.01. The twin
+``kl_faster_rcnn_R_50_FPN_2x_softnms_official.py`` evaluates K1 official.
+"""
 
 from .kl_faster_rcnn_R_50_FPN_2x import dataloader, lr_multiplier, model, optimizer, train
 

@@ -1,6 +1,9 @@
 """K0x: Faster R-CNN 2x with the corner-delta (XYXY, x10) coder and smooth-L1 beta 1, no variance.
 
 Isolates the coder change from the KL loss (not in the paper).
+
+Deviations from the official recipe: not an official row (our control); it shares K0's detectron2
+recipe (see K0's list), and keeps the RPN's XYWH coder.
 """
 
 from detectron2.config import LazyCall as L

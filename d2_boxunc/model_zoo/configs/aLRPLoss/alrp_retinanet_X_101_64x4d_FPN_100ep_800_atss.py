@@ -1,5 +1,19 @@
 """A6: A5 with ResNeXt-101 64x4d. Reference (mmdet port): 47.2 AP minival / 47.8 test-dev.
 Checkpoint as in A4.
+
+Deviations from the official recipe (https://github.com/kemaloksuz/aLRPLoss,
+``configs/alrp_loss/alrp_loss_retinanet_x101_64x4d_fpn_ATSS_100e_coco800.py``):
+- initial weights: torchvision's ImageNet ``resnext101_64x4d`` (``IMAGENET1K_V1``, a newer and
+  stronger training recipe) where the official code loads ``open-mmlab://resnext101_64x4d``
+  (``resnext101_64x4d-ee2c6f71.pth``); convert that file with the same command to the same path to
+  reproduce the official start exactly;
+- normalisation: detectron2's FrozenBN (statistics and affine parameters frozen) where
+  mmdetection's ``norm_eval=True`` trains the BN affine parameters;
+- augmentation: the photometric distortion's output is clipped to [0, 255] and rounded to uint8 and
+  the uint8 image is resized by PIL's bilinear filter, where the reference keeps float32 and
+  resizes with OpenCV (docs/atss_ssd.md).
+Scales, schedule, warm-up (500 iterations from 0.001) and the SSD augmentation (crop IoU check over
+every box, channel swap with p = 0.5) follow the official configs.
 """
 
 from ..common.alrp import dataloader, model, optimizer, train
@@ -11,7 +25,7 @@ from ..common.alrp import use_backbone as _use_backbone
 _use_backbone(model, train, dataloader, "X_101_64x4d")
 _use_atss(model, scales_per_octave=3)
 _set_scale(dataloader, model, 800)
-dataloader.train.total_batch_size = 16  # 4 GPUs x 4 images (assumed; the reference does not say)
+dataloader.train.total_batch_size = 16  # 4 GPUs x 4 images: the official README trains on 4 GPUs
 optimizer.lr = 0.004
 train.max_iter, lr_multiplier = _epoch_schedule(100, (60, 80), total_batch=16)
 train.output_dir = "./output/alrp_retinanet_X_101_64x4d_FPN_100ep_800_atss"

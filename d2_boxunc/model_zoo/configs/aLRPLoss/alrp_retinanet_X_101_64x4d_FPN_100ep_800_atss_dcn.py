@@ -1,6 +1,24 @@
 """A6 (DCN): A6 with modulated deformable convolutions in c3-c5.
 Reference (mmdet port): 48.6 AP minival / 48.9 test-dev (paper abstract: 48.9 test-dev).
-Needs detectron2 built with its compiled ops (deformable convolution); checkpoint as in A4.
+The deformable blocks run on torchvision's ``deform_conv2d``
+(``d2_boxunc.modeling.resnext.TVDeformBottleneckBlock``), so no detectron2 compiled ops are
+needed; checkpoint as in A4.
+
+Deviations from the official recipe (https://github.com/kemaloksuz/aLRPLoss,
+``configs/alrp_loss/alrp_loss_retinanet_x101_64x4d_fpn_dcn_ATSS_100e_coco800.py``):
+- initial weights: torchvision's ImageNet ``resnext101_64x4d`` (``IMAGENET1K_V1``, a newer and
+  stronger training recipe) where the official code loads ``open-mmlab://resnext101_64x4d``
+  (``resnext101_64x4d-ee2c6f71.pth``); convert that file with the same command to the same path to
+  reproduce the official start exactly;
+- normalisation: detectron2's FrozenBN (statistics and affine parameters frozen) where
+  mmdetection's ``norm_eval=True`` trains the BN affine parameters;
+- augmentation: the photometric distortion's output is clipped to [0, 255] and rounded to uint8 and
+  the uint8 image is resized by PIL's bilinear filter, where the reference keeps float32 and
+  resizes with OpenCV (docs/atss_ssd.md).
+Scales, schedule, warm-up (500 iterations from 0.001) and the SSD augmentation (crop IoU check over
+every box, channel swap with p = 0.5) follow the official configs. The DCNv2 blocks (``DCNv2``,
+``deformable_groups=1``, also on the strided first block of each stage, as
+``fallback_on_stride=False``) run on torchvision's op with detectron2's layout.
 """
 
 from ..common.alrp import dataloader, model, optimizer, train
@@ -12,7 +30,7 @@ from ..common.alrp import use_backbone as _use_backbone
 _use_backbone(model, train, dataloader, "X_101_64x4d_dcn")
 _use_atss(model, scales_per_octave=3)
 _set_scale(dataloader, model, 800)
-dataloader.train.total_batch_size = 16  # 4 GPUs x 4 images (assumed; the reference does not say)
+dataloader.train.total_batch_size = 16  # 4 GPUs x 4 images: the official README trains on 4 GPUs
 optimizer.lr = 0.004
 train.max_iter, lr_multiplier = _epoch_schedule(100, (60, 80), total_batch=16)
 train.output_dir = "./output/alrp_retinanet_X_101_64x4d_FPN_100ep_800_atss_dcn"

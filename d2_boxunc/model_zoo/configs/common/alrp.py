@@ -5,9 +5,13 @@ docs/design.md#retinanet-setting-for-alrp).
   6 anchors per location (scales {1, 2^(1/2)} x 4 x stride, ratios {0.5, 1, 2}), box coder
   (10, 10, 5, 5), IoU matcher 0.4/0.5 with low-quality matches, aLRP (GIoU) + self-balance
   (w_SB = 50, updated once per epoch of the training set at the config's total batch).
-- data "512": SSD-style training augmentation (photometric distortion, expand 1-4 with mean
-  fill, min-IoU random crop, resize to 512 x 512 without keeping the ratio, flip) through the
-  box-aware mapper; test resized to short side 500 (max 833). ``set_scale(800)`` gives the 800 rows.
+- data "512": SSD-style training augmentation (photometric distortion with the channel swap,
+  expand 1-4 with mean fill, min-IoU random crop whose IoU check covers every box, crowd boxes
+  included, resize to 512 x 512 without keeping the ratio, flip) through the box-aware mapper,
+  as the official code's mmdetection pipeline (docs/atss_ssd.md lists the small differences);
+  test resized to short side 500 (max 833). ``set_scale(800)`` gives the 800 rows.
+- backbone (``use_backbone``): MSRA's caffe ResNets with FrozenBN by default; the
+  ``*_official.py`` twins load torchvision's ImageNet weights as the official code does.
 - optimiser: SGD momentum 0.9, weight decay 1e-4, batch 32; warm-up 500 iterations from 0.001.
 - ``epoch_schedule``: 100 epochs with steps at given epochs, in iterations of the total batch.
 
@@ -110,14 +114,35 @@ def use_atss(model, scales_per_octave: int = 2) -> None:
 
 
 def use_backbone(model, train, dataloader, name: str) -> None:
-    """ "R_50" | "R_101" | "X_101_64x4d" | "X_101_64x4d_dcn" (modulated deformable conv in c3-c5)."""
+    """Backbone and ImageNet weights of the aLRP rows:
+
+    - ``"R_50"`` | ``"R_101"``: MSRA's caffe ResNets (detectron2's ``R-50.pkl`` / ``R-101.pkl``,
+      BGR, stride in the 1x1 convolution), detectron2's default;
+    - ``"R_50_torchvision"`` | ``"R_101_torchvision"``: torchvision's ImageNet ResNets, as the
+      official code (``pretrained='torchvision://resnet50'``); RGB input, ImageNet mean / std,
+      stride in the 3x3 convolution; ``./models/R-<depth>-torchvision.pkl`` is written by
+      ``python -m d2_boxunc.tools.convert_weights``;
+    - ``"X_101_64x4d"`` | ``"X_101_64x4d_dcn"``: ResNeXt-101 64x4d (modulated deformable
+      convolutions in c3-c5 for ``_dcn``, on torchvision's op), from
+      ``./models/X-101-64x4d-torchvision.pkl`` written by the same tool (torchvision's
+      ``resnext101_64x4d``, or the official ``open-mmlab://resnext101_64x4d`` file, which has the
+      same key names).
+    """
     from d2_boxunc.modeling.resnext import make_resnext_stages
 
+    from .official import torchvision_backbone
+
     bottom_up = model.backbone.bottom_up
+    if name == "R_50":
+        return
     if name == "R_101":
         bottom_up.stages.depth = 101
         train.init_checkpoint = "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
-    elif name.startswith("X_101_64x4d"):
+    elif name in ("R_50_torchvision", "R_101_torchvision"):
+        torchvision_backbone(
+            model, dataloader, train, depth=101 if name == "R_101_torchvision" else 50
+        )
+    elif name in ("X_101_64x4d", "X_101_64x4d_dcn"):
         bottom_up.stages = L(make_resnext_stages)(
             depth=101,
             num_groups=64,
@@ -128,12 +153,10 @@ def use_backbone(model, train, dataloader, name: str) -> None:
             if name.endswith("_dcn")
             else (False, False, False, False),
         )
-        # torchvision's ImageNet resnext101_64x4d, converted with detectron2's
-        # tools/convert-torchvision-to-d2.py (RGB input, ImageNet std)
         model.pixel_mean = [123.675, 116.28, 103.53]
         model.pixel_std = [58.395, 57.12, 57.375]
         model.input_format = "RGB"
         dataloader.train.mapper.image_format = "RGB"
         train.init_checkpoint = "./models/X-101-64x4d-torchvision.pkl"
-    elif name != "R_50":
+    else:
         raise ValueError(f"unknown backbone {name}")

@@ -1,0 +1,1 @@
+"""Command-line tools (``python -m d2_boxunc.tools.<name>``)."""
