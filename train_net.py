@@ -44,6 +44,8 @@ from d2_boxunc.config.cli import (
     ConfigError,
     add_own_data_arguments,
     check_datasets,
+    check_device,
+    check_output_dir,
     load_config,
 )
 from d2_boxunc.evaluation.build import add_box_quality_evaluators
@@ -147,8 +149,10 @@ def setup_config(args):
         train_coco=args.train_coco,
         test_coco=args.test_coco,
     )
+    check_output_dir(cfg.train.output_dir)
     _check_classes_agree(cfg, args)
     check_datasets(cfg, parts=("test",) if args.eval_only else ("train", "test"))
+    check_device(cfg.train.device)
     return cfg
 
 
