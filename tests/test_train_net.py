@@ -73,7 +73,8 @@ def test_final_evaluation_prints_ap_table(trained):
     with open(os.path.join(out, "eval_results.json")) as f:
         results = json.load(f)
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
-    assert "copypaste: AP,AP50,AP75,APs,APm,APl" in proc.stdout + proc.stderr
+    # BoxCOCOEvaluator prints AP60/AP70/AP80/AP90 beside the COCO columns
+    assert "copypaste: AP,AP50,AP60,AP70,AP75,AP80,AP90,APs,APm,APl" in proc.stdout + proc.stderr
 
 
 def test_eval_only_from_checkpoint(trained, tmp_path):
