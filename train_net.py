@@ -23,7 +23,6 @@ import logging
 import os
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import (
     AMPTrainer,
@@ -47,6 +46,14 @@ from d2_boxunc.config.cli import (
     check_device,
     check_output_dir,
     load_config,
+)
+from d2_boxunc.engine import (
+    ResumableTrainLoader,
+    SafeCheckpointer,
+    TrainingState,
+    build_train_loader,
+    preserved_rng_states,
+    schedule_of,
 )
 from d2_boxunc.evaluation.build import add_box_quality_evaluators
 
@@ -76,8 +83,29 @@ def do_test(cfg, model) -> dict:
     return results
 
 
+class _EvalDuringTraining:
+    """``do_test`` for ``EvalHook``: it leaves the training RNGs as they were, so evaluating
+    never changes what training draws next, and a resumed run matches an uninterrupted one."""
+
+    def __init__(self, cfg, model):
+        self.cfg, self.model = cfg, model
+
+    def __call__(self) -> dict:
+        with preserved_rng_states():
+            return do_test(self.cfg, self.model)
+
+
+def _train_seed(cfg) -> int | None:
+    seed = cfg.train.get("seed", -1)
+    return int(seed) if seed is not None and int(seed) >= 0 else None
+
+
 def do_train(args, cfg) -> None:
     """Train with detectron2's (AMP)SimpleTrainer, its checkpointing, eval and logging hooks.
+
+    Checkpoints are written atomically and carry what a bit-exact ``--resume`` needs
+    (:mod:`d2_boxunc.engine`).  ``--resume`` refuses a checkpoint trained with another
+    schedule unless ``--resume-new-schedule`` is given.
 
     Args:
         cfg: a LazyConfig with model, dataloader.train, optimizer, lr_multiplier and train
@@ -90,13 +118,20 @@ def do_train(args, cfg) -> None:
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
-    train_loader = instantiate(cfg.dataloader.train)
+    train_loader = build_train_loader(cfg.dataloader.train, seed=_train_seed(cfg))
 
     model = create_ddp_model(model, **{**cfg.train.ddp, **_cpu_ddp_kwargs(cfg)})
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    state = TrainingState(
+        loader=train_loader if isinstance(train_loader, ResumableTrainLoader) else None,
+        schedule=schedule_of(cfg),
+        checkpoint_period=cfg.train.checkpointer.period,
+    )
+    evaluate = _EvalDuringTraining(cfg, model)
     trainer.register_hooks(
         [
+            state,  # first: its after_step gathers the ranks' states before a checkpoint
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             (
@@ -104,7 +139,7 @@ def do_train(args, cfg) -> None:
                 if comm.is_main_process()
                 else None
             ),
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.EvalHook(cfg.train.eval_period, evaluate),
             (
                 hooks.PeriodicWriter(
                     default_writers(cfg.train.output_dir, cfg.train.max_iter),
@@ -116,7 +151,9 @@ def do_train(args, cfg) -> None:
         ]
     )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    if checkpointer.resumed_from is not None:
+        state.check_schedule(checkpointer.resumed_from, allow_change=args.resume_new_schedule)
+    start_iter = trainer.iter + 1 if checkpointer.resumed_from is not None else 0
     trainer.train(start_iter, cfg.train.max_iter)
 
 
@@ -168,13 +205,8 @@ def main(args) -> dict | None:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model, **_cpu_ddp_kwargs(cfg))
-        try:
-            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
-        except Exception as e:  # corrupt or foreign file: say which, not where in torch.load
-            raise ConfigError(
-                f"cannot load checkpoint '{cfg.train.init_checkpoint}': {type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}"
-            ) from None
+        # a corrupt or foreign file is a one-line CheckpointReadError
+        SafeCheckpointer(model).load(cfg.train.init_checkpoint)
         return do_test(cfg, model)
     do_train(args, cfg)
     return None
@@ -186,6 +218,12 @@ def get_parser():
         "--synthetic",
         action="store_true",
         help="turn the config into a CPU-sized run on the synthetic dataset (d2_boxunc.config.to_synthetic)",
+    )
+    parser.add_argument(
+        "--resume-new-schedule",
+        action="store_true",
+        help="with --resume: continue even if train.max_iter or lr_multiplier differ from the "
+        "checkpoint's (the learning-rate schedule changes from there on)",
     )
     add_own_data_arguments(parser)
     return parser

@@ -106,11 +106,13 @@ def test_resume_continues_from_last_checkpoint(trained, tmp_path):
             open(os.path.join(resumed, name), "wb") as dst,
         ):
             dst.write(src.read())
+    # 30 -> 40 iterations changes the schedule (it derives from train.max_iter): on purpose
     proc = run_train_net(
         "--config-file",
         CONFIG,
         "--synthetic",
         "--resume",
+        "--resume-new-schedule",
         "train.max_iter=40",
         f"train.output_dir={resumed}",
         *FAST,
