@@ -20,6 +20,7 @@ predict box sigma or IoU, box-uncertainty calibration) is reported next to it
 
 import json
 import logging
+import math
 import os
 import sys
 
@@ -52,6 +53,7 @@ from d2_boxunc.engine import (
     SafeCheckpointer,
     TrainingState,
     build_train_loader,
+    check_complete_load,
     preserved_rng_states,
     schedule_of,
 )
@@ -65,8 +67,36 @@ def _cpu_ddp_kwargs(cfg) -> dict:
     return dict(device_ids=None, fp16_compression=False) if cfg.train.device == "cpu" else {}
 
 
+# The headline box metrics: NaN here is an error, not a number for eval_results.json.  Other
+# entries may be NaN on purpose (the AP of a class without ground truth, a calibration metric
+# that is undefined without detections) and are written as they are.
+HEADLINE_METRICS = (("bbox", "AP"), ("lrp", "oLRP"))
+
+
+class NonFiniteMetricError(RuntimeError):
+    """A headline metric of an evaluation is NaN or infinite (reported as one line, exit 1)."""
+
+
+def check_headline_metrics(results: dict) -> None:
+    """Raise :class:`NonFiniteMetricError` when a :data:`HEADLINE_METRICS` entry is not finite."""
+    bad = [
+        f"{task}/{name} = {results[task][name]}"
+        for task, name in HEADLINE_METRICS
+        if name in results.get(task, {}) and not math.isfinite(results[task][name])
+    ]
+    if bad:
+        raise NonFiniteMetricError(
+            f"the evaluation gave {', '.join(bad)} (COCO AP is NaN when the model made no "
+            "detection at all: untrained or diverged weights?); eval_results.json not written"
+        )
+
+
 def do_test(cfg, model) -> dict:
-    """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results."""
+    """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results.
+
+    Raises:
+        NonFiniteMetricError: a headline metric (:data:`HEADLINE_METRICS`) is NaN; nothing saved.
+    """
     if "evaluator" not in cfg.dataloader:
         return {}
     # the config's evaluator (COCO AP) plus oLRP and, for models with sigma / IoU outputs,
@@ -77,6 +107,7 @@ def do_test(cfg, model) -> dict:
     results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
     if comm.is_main_process() and results:
         print_csv_format(results)
+        check_headline_metrics(results)
         os.makedirs(cfg.train.output_dir, exist_ok=True)
         with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
             json.dump(results, f, indent=1)
@@ -84,15 +115,25 @@ def do_test(cfg, model) -> dict:
 
 
 class _EvalDuringTraining:
-    """``do_test`` for ``EvalHook``: it leaves the training RNGs as they were, so evaluating
-    never changes what training draws next, and a resumed run matches an uninterrupted one."""
+    """``do_test`` for ``EvalHook``: it leaves the training RNGs as they were (so evaluating
+    never changes what training draws next, and a resumed run matches an uninterrupted one),
+    and a NaN headline metric is remembered, not raised inside the training loop: a periodic
+    evaluation warns, the final one fails the run once training has ended."""
 
     def __init__(self, cfg, model):
         self.cfg, self.model = cfg, model
+        self.error: NonFiniteMetricError | None = None
 
     def __call__(self) -> dict:
         with preserved_rng_states():
-            return do_test(self.cfg, self.model)
+            try:
+                results = do_test(self.cfg, self.model)
+                self.error = None
+            except NonFiniteMetricError as e:
+                logger.warning(f"evaluation: {e}")
+                self.error = e
+                results = {}
+        return results
 
 
 def _train_seed(cfg) -> int | None:
@@ -155,6 +196,8 @@ def do_train(args, cfg) -> None:
         state.check_schedule(checkpointer.resumed_from, allow_change=args.resume_new_schedule)
     start_iter = trainer.iter + 1 if checkpointer.resumed_from is not None else 0
     trainer.train(start_iter, cfg.train.max_iter)
+    if evaluate.error is not None:
+        raise evaluate.error
 
 
 def _check_classes_agree(cfg, args) -> None:
@@ -186,6 +229,11 @@ def setup_config(args):
         train_coco=args.train_coco,
         test_coco=args.test_coco,
     )
+    if args.eval_only and not cfg.train.init_checkpoint:
+        raise ConfigError(
+            "--eval-only needs the weights to evaluate: train.init_checkpoint=PATH "
+            "(without it a randomly initialised model would be evaluated)"
+        )
     check_output_dir(cfg.train.output_dir)
     _check_classes_agree(cfg, args)
     check_datasets(cfg, parts=("test",) if args.eval_only else ("train", "test"))
@@ -205,8 +253,11 @@ def main(args) -> dict | None:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model, **_cpu_ddp_kwargs(cfg))
-        # a corrupt or foreign file is a one-line CheckpointReadError
-        SafeCheckpointer(model).load(cfg.train.init_checkpoint)
+        checkpointer = SafeCheckpointer(model)
+        # a corrupt or foreign file is a one-line CheckpointReadError; keys that do not match
+        # the model are an error too, unless --allow-partial-load
+        checkpointer.load(cfg.train.init_checkpoint)
+        check_complete_load(checkpointer, cfg.train.init_checkpoint, args.allow_partial_load)
         return do_test(cfg, model)
     do_train(args, cfg)
     return None
@@ -225,6 +276,12 @@ def get_parser():
         help="with --resume: continue even if train.max_iter or lr_multiplier differ from the "
         "checkpoint's (the learning-rate schedule changes from there on)",
     )
+    parser.add_argument(
+        "--allow-partial-load",
+        action="store_true",
+        help="with --eval-only: evaluate even if the checkpoint's keys do not all match the "
+        "model (missing weights keep their random initialisation)",
+    )
     add_own_data_arguments(parser)
     return parser
 
@@ -236,6 +293,10 @@ def _main_with_clear_errors(args):
         # Expected user errors: one line, no traceback.
         print(f"train_net.py: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteMetricError as e:
+        # Not a usage error, but not a bug in this program either: one line, exit 1.
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def invoke_main() -> None:

@@ -1,5 +1,6 @@
-"""Reliability under mistakes and faults: bit-exact resume, atomic checkpoints and a resume that
-survives a bad newest one, and one-line errors for user mistakes."""
+"""Reliability under mistakes and faults (docs/reliability.md): bit-exact resume, atomic
+checkpoints and a resume that survives a bad newest one, no silently wrong weights or metrics, and
+one-line errors for user mistakes."""
 
 import json
 import logging
@@ -26,6 +27,8 @@ from d2_boxunc.engine.resume import capture_rng_states, restore_rng_states
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs/Baselines/faster_rcnn_R_50_FPN_1x.py")
+KL_CONFIG = os.path.join(ROOT, "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x.py")
+ALRP_CONFIG = os.path.join(ROOT, "configs/aLRPLoss/alrp_retinanet_R_50_FPN_100ep_512.py")
 # evaluate on 8 images: these tests are about what happens around the evaluation
 TINY_TEST = [
     "dataloader.test.dataset.names=boxunc_synth_val_tiny",
@@ -394,6 +397,116 @@ def test_train_net_resumes_past_a_truncated_newest_checkpoint(run40, tmp_path):
         "resuming from model_0000039.pth"
     )
     assert "Traceback" not in out
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. No silently wrong weights or metrics
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def baseline_weights(tmp_path_factory):
+    """An (untrained) synthetic Faster R-CNN checkpoint, and one whose weights are all NaN."""
+    from detectron2.config import instantiate
+
+    folder = tmp_path_factory.mktemp("weights")
+    model = instantiate(load_config(CONFIG, synthetic=True).model)
+    state = model.state_dict()
+    torch.save({"model": state}, folder / "baseline.pth")
+    nan = {
+        k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+        for k, v in state.items()
+    }
+    torch.save({"model": nan}, folder / "nan.pth")
+    return folder
+
+
+def test_eval_only_without_weights_is_an_error(tmp_path):
+    proc = run_train_net(
+        "--config-file", CONFIG, "--synthetic", "--eval-only", f"train.output_dir={tmp_path}"
+    )
+    assert_one_line_error(
+        proc, r"--eval-only needs the weights to evaluate: train\.init_checkpoint"
+    )
+
+
+@pytest.mark.parametrize(
+    "config, missing",
+    [
+        (KL_CONFIG, r"missing \(.*bbox_pred_logvar"),
+        (ALRP_CONFIG, r"missing \(sb_weight.*unexpected \(proposal_generator"),
+    ],
+)
+def test_eval_only_with_another_models_checkpoint_is_an_error(
+    config, missing, baseline_weights, tmp_path
+):
+    proc = run_train_net(
+        "--config-file",
+        config,
+        "--synthetic",
+        "--eval-only",
+        f"train.init_checkpoint={baseline_weights / 'baseline.pth'}",
+        f"train.output_dir={tmp_path}",
+        *TINY_TEST,
+    )
+    assert_one_line_error(
+        proc, rf"baseline\.pth' does not match the model: keys .*{missing}.*--allow-partial-load"
+    )
+    assert not os.path.exists(tmp_path / "eval_results.json")
+
+
+def test_allow_partial_load_evaluates_anyway(baseline_weights, tmp_path):
+    proc = run_train_net(
+        "--config-file",
+        KL_CONFIG,
+        "--synthetic",
+        "--eval-only",
+        "--allow-partial-load",
+        f"train.init_checkpoint={baseline_weights / 'baseline.pth'}",
+        f"train.output_dir={tmp_path}",
+        *TINY_TEST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "loading what matches (--allow-partial-load)" in proc.stdout + proc.stderr
+    assert os.path.isfile(tmp_path / "eval_results.json")
+
+
+def test_nan_headline_metric_is_an_error_not_a_result(baseline_weights, tmp_path):
+    proc = run_train_net(
+        "--config-file",
+        CONFIG,
+        "--synthetic",
+        "--eval-only",
+        f"train.init_checkpoint={baseline_weights / 'nan.pth'}",
+        f"train.output_dir={tmp_path}",
+        *TINY_TEST,
+    )
+    assert_one_line_error(proc, r"the evaluation gave bbox/AP = nan", code=1)
+    assert not os.path.exists(tmp_path / "eval_results.json")
+
+
+def _train_net_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_net", os.path.join(ROOT, "train_net.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_only_headline_metrics_must_be_finite():
+    train_net = _train_net_module()
+    nan = float("nan")
+    fine = {
+        "bbox": {"AP": 12.5, "AP-star": nan},  # a class without ground truth
+        "lrp": {"oLRP": 80.0, "oLRP-star": nan},
+        "box_uncertainty": {"LaECE": nan, "D-ECE": nan},  # undefined without detections
+    }
+    train_net.check_headline_metrics(fine)
+    for task, name in train_net.HEADLINE_METRICS:
+        bad = {**fine, task: {**fine[task], name: nan}}
+        with pytest.raises(train_net.NonFiniteMetricError, match=f"{task}/{name} = nan"):
+            train_net.check_headline_metrics(bad)
 
 
 # ----------------------------------------------------------------------------------------------
