@@ -12,6 +12,9 @@ Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
 ``--train-coco`` / ``--test-coco`` train and evaluate on your own COCO-format json (after
 ``--synthetic``, before the overrides; :func:`d2_boxunc.config.own_data.use_own_data`).
 On a machine without a GPU, ``--num-gpus N`` starts N CPU worker processes (gloo backend).
+``--resume`` continues bit for bit (checkpoints carry RNG and data-stream state) and refuses a
+changed schedule unless ``--resume-new-schedule``; ``--eval-only`` refuses a checkpoint whose
+keys do not match the model unless ``--allow-partial-load`` (docs/reliability.md).
 The config file must define ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier`` and
 ``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``; oLRP (and, for models that
 predict box sigma or IoU, box-uncertainty calibration) is reported next to it
