@@ -15,6 +15,9 @@ Same shape and flags as detectron2's ``tools/lazyconfig_train_net.py``:
 ``--train-coco`` / ``--test-coco`` train and evaluate on your own COCO-format json (after
 ``--synthetic``, before the overrides; :func:`d2_boxunc.config.own_data.use_own_data`).
 On a machine without a GPU, ``--num-gpus N`` starts N CPU worker processes (gloo backend).
+``--resume`` continues bit for bit (checkpoints carry RNG and data-stream state) and refuses a
+changed schedule unless ``--resume-new-schedule``; ``--eval-only`` refuses a checkpoint whose
+keys do not match the model unless ``--allow-partial-load`` (docs/reliability.md).
 The config file must define ``model``, ``dataloader``, ``optimizer``, ``lr_multiplier`` and
 ``train``; ``dataloader.evaluator`` (optional) evaluates ``dataloader.test``, and is instantiated
 as the config writes it (the shipped configs list COCO AP, oLRP and box-uncertainty evaluators,
@@ -23,10 +26,10 @@ as the config writes it (the shipped configs list COCO AP, oLRP and box-uncertai
 
 import json
 import logging
+import math
 import os
 import sys
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import instantiate
 from detectron2.engine import (
     AMPTrainer,
@@ -47,8 +50,19 @@ from d2_boxunc.config.cli import (
     ConfigError,
     add_own_data_arguments,
     check_datasets,
+    check_device,
+    check_output_dir,
     load_config,
     resolve_config_file,
+)
+from d2_boxunc.engine import (
+    ResumableTrainLoader,
+    SafeCheckpointer,
+    TrainingState,
+    build_train_loader,
+    check_complete_load,
+    preserved_rng_states,
+    schedule_of,
 )
 
 logger = logging.getLogger("d2_boxunc")
@@ -59,22 +73,82 @@ def _cpu_ddp_kwargs(cfg) -> dict:
     return dict(device_ids=None, fp16_compression=False) if cfg.train.device == "cpu" else {}
 
 
+# The headline box metrics: NaN here is an error, not a number for eval_results.json.  Other
+# entries may be NaN on purpose (the AP of a class without ground truth, a calibration metric
+# that is undefined without detections) and are written as they are.
+HEADLINE_METRICS = (("bbox", "AP"), ("lrp", "oLRP"))
+
+
+class NonFiniteMetricError(RuntimeError):
+    """A headline metric of an evaluation is NaN or infinite (reported as one line, exit 1)."""
+
+
+def check_headline_metrics(results: dict) -> None:
+    """Raise :class:`NonFiniteMetricError` when a :data:`HEADLINE_METRICS` entry is not finite."""
+    bad = [
+        f"{task}/{name} = {results[task][name]}"
+        for task, name in HEADLINE_METRICS
+        if name in results.get(task, {}) and not math.isfinite(results[task][name])
+    ]
+    if bad:
+        raise NonFiniteMetricError(
+            f"the evaluation gave {', '.join(bad)} (COCO AP is NaN when the model made no "
+            "detection at all: untrained or diverged weights?); eval_results.json not written"
+        )
+
+
 def do_test(cfg, model) -> dict:
-    """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results."""
+    """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results.
+
+    Raises:
+        NonFiniteMetricError: a headline metric (:data:`HEADLINE_METRICS`) is NaN; nothing saved.
+    """
     if "evaluator" not in cfg.dataloader:
         return {}
     evaluator = instantiate(cfg.dataloader.evaluator)  # exactly the config's evaluators
     results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
     if comm.is_main_process() and results:
         print_csv_format(results)
+        check_headline_metrics(results)
         os.makedirs(cfg.train.output_dir, exist_ok=True)
         with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
             json.dump(results, f, indent=1)
     return results
 
 
+class _EvalDuringTraining:
+    """``do_test`` for ``EvalHook``: it leaves the training RNGs as they were (so evaluating
+    never changes what training draws next, and a resumed run matches an uninterrupted one),
+    and a NaN headline metric is remembered, not raised inside the training loop: a periodic
+    evaluation warns, the final one fails the run once training has ended."""
+
+    def __init__(self, cfg, model):
+        self.cfg, self.model = cfg, model
+        self.error: NonFiniteMetricError | None = None
+
+    def __call__(self) -> dict:
+        with preserved_rng_states():
+            try:
+                results = do_test(self.cfg, self.model)
+                self.error = None
+            except NonFiniteMetricError as e:
+                logger.warning(f"evaluation: {e}")
+                self.error = e
+                results = {}
+        return results
+
+
+def _train_seed(cfg) -> int | None:
+    seed = cfg.train.get("seed", -1)
+    return int(seed) if seed is not None and int(seed) >= 0 else None
+
+
 def do_train(args, cfg) -> None:
     """Train with detectron2's (AMP)SimpleTrainer, its checkpointing, eval and logging hooks.
+
+    Checkpoints are written atomically and carry what a bit-exact ``--resume`` needs
+    (:mod:`d2_boxunc.engine`).  ``--resume`` refuses a checkpoint trained with another
+    schedule unless ``--resume-new-schedule`` is given.
 
     Args:
         cfg: a LazyConfig with model, dataloader.train, optimizer, lr_multiplier and train
@@ -87,13 +161,20 @@ def do_train(args, cfg) -> None:
 
     cfg.optimizer.params.model = model
     optim = instantiate(cfg.optimizer)
-    train_loader = instantiate(cfg.dataloader.train)
+    train_loader = build_train_loader(cfg.dataloader.train, seed=_train_seed(cfg))
 
     model = create_ddp_model(model, **{**cfg.train.ddp, **_cpu_ddp_kwargs(cfg)})
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optim)
-    checkpointer = DetectionCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    state = TrainingState(
+        loader=train_loader if isinstance(train_loader, ResumableTrainLoader) else None,
+        schedule=schedule_of(cfg),
+        checkpoint_period=cfg.train.checkpointer.period,
+    )
+    evaluate = _EvalDuringTraining(cfg, model)
     trainer.register_hooks(
         [
+            state,  # first: its after_step gathers the ranks' states before a checkpoint
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
             (
@@ -101,7 +182,7 @@ def do_train(args, cfg) -> None:
                 if comm.is_main_process()
                 else None
             ),
-            hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+            hooks.EvalHook(cfg.train.eval_period, evaluate),
             (
                 hooks.PeriodicWriter(
                     default_writers(cfg.train.output_dir, cfg.train.max_iter),
@@ -113,8 +194,12 @@ def do_train(args, cfg) -> None:
         ]
     )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-    start_iter = trainer.iter + 1 if args.resume and checkpointer.has_checkpoint() else 0
+    if checkpointer.resumed_from is not None:
+        state.check_schedule(checkpointer.resumed_from, allow_change=args.resume_new_schedule)
+    start_iter = trainer.iter + 1 if checkpointer.resumed_from is not None else 0
     trainer.train(start_iter, cfg.train.max_iter)
+    if evaluate.error is not None:
+        raise evaluate.error
 
 
 def _check_classes_agree(cfg, args) -> None:
@@ -148,8 +233,15 @@ def setup_config(args):
         train_coco=args.train_coco,
         test_coco=args.test_coco,
     )
+    if args.eval_only and not cfg.train.init_checkpoint:
+        raise ConfigError(
+            "--eval-only needs the weights to evaluate: train.init_checkpoint=PATH "
+            "(without it a randomly initialised model would be evaluated)"
+        )
+    check_output_dir(cfg.train.output_dir)
     _check_classes_agree(cfg, args)
     check_datasets(cfg, parts=("test",) if args.eval_only else ("train", "test"))
+    check_device(cfg.train.device)
     return cfg
 
 
@@ -165,13 +257,11 @@ def main(args) -> dict | None:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model, **_cpu_ddp_kwargs(cfg))
-        try:
-            DetectionCheckpointer(model).load(cfg.train.init_checkpoint)
-        except Exception as e:  # corrupt or foreign file: say which, not where in torch.load
-            raise ConfigError(
-                f"cannot load checkpoint '{cfg.train.init_checkpoint}': {type(e).__name__}: "
-                f"{str(e).splitlines()[0] if str(e) else ''}"
-            ) from None
+        checkpointer = SafeCheckpointer(model)
+        # a corrupt or foreign file is a one-line CheckpointReadError; keys that do not match
+        # the model are an error too, unless --allow-partial-load
+        checkpointer.load(cfg.train.init_checkpoint)
+        check_complete_load(checkpointer, cfg.train.init_checkpoint, args.allow_partial_load)
         return do_test(cfg, model)
     do_train(args, cfg)
     return None
@@ -184,6 +274,18 @@ def get_parser():
         action="store_true",
         help="turn the config into a CPU-sized run on the synthetic dataset (d2_boxunc.config.to_synthetic)",
     )
+    parser.add_argument(
+        "--resume-new-schedule",
+        action="store_true",
+        help="with --resume: continue even if train.max_iter or lr_multiplier differ from the "
+        "checkpoint's (the learning-rate schedule changes from there on)",
+    )
+    parser.add_argument(
+        "--allow-partial-load",
+        action="store_true",
+        help="with --eval-only: evaluate even if the checkpoint's keys do not all match the "
+        "model (missing weights keep their random initialisation)",
+    )
     add_own_data_arguments(parser)
     return parser
 
@@ -195,6 +297,10 @@ def _main_with_clear_errors(args):
         # Expected user errors: one line, no traceback.
         print(f"train_net.py: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteMetricError as e:
+        # Not a usage error, but not a bug in this program either: one line, exit 1.
+        print(f"train_net.py: error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def invoke_main() -> None:

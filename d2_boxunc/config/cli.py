@@ -2,7 +2,11 @@
 
 detectron2's ``LazyConfig.apply_overrides`` silently creates keys that do not exist, so a typo
 such as ``train.max_iters=10`` is ignored without a word.  Here an override must name an existing
-key (close matches are suggested); prefix it with ``+`` to add a new key on purpose.
+key (close matches are suggested); prefix it with ``+`` to add a new key on purpose.  An
+override's value must have the type of the value it replaces (an integer for an integer, a number
+for a float, true/false for a boolean, a list for a list), so ``optimizer.lr=abc`` is an error,
+not a string that fails deep inside the optimizer.  A config file that does not run (a syntax
+error, a NameError, ...) is reported with its file and line.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sysconfig
+import tempfile
+import traceback
 
 from detectron2.config import LazyConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 REQUIRED_KEYS = ("model", "dataloader", "optimizer", "lr_multiplier", "train")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -53,6 +60,148 @@ def check_overrides(cfg: DictConfig, opts: list[str]) -> list[str]:
             )
         clean.append(opt.lstrip("+"))
     return clean
+
+
+def _describe_type(value) -> str | None:
+    """What an override of ``value`` must be, or None when any value goes."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, (list, tuple, ListConfig)):
+        return "a list"
+    return None  # strings, None, config nodes, objects: no check
+
+
+def _fits(old, new) -> bool:
+    if new is None:
+        return True
+    if isinstance(old, bool):
+        return isinstance(new, bool)
+    if isinstance(old, int):
+        return isinstance(new, int) and not isinstance(new, bool)
+    if isinstance(old, float):
+        return isinstance(new, (int, float)) and not isinstance(new, bool)
+    if isinstance(old, (list, tuple, ListConfig)):
+        return isinstance(new, (list, tuple, ListConfig))
+    return True
+
+
+def _select(cfg, key: str):
+    try:
+        return OmegaConf.select(cfg, key, default=_MISSING)
+    except Exception:  # a broken interpolation: the override may be what fixes it
+        return _MISSING
+
+
+def apply_overrides(cfg: DictConfig, opts: list[str]) -> DictConfig:
+    """Check ``key=value`` overrides (:func:`check_overrides`), apply them, and check that each
+    value has the type of the value it replaced.
+
+    Raises:
+        ConfigError: unknown key, malformed override, or a value of the wrong type.
+    """
+    clean = check_overrides(cfg, opts)
+    keys = [opt.split("=", 1)[0] for opt in clean]
+    before = {key: _select(cfg, key) for key in keys}
+    try:
+        cfg = LazyConfig.apply_overrides(cfg, clean)
+    except Exception as e:  # hydra's parser, or a key below a value that is not a config
+        raise ConfigError(f"cannot apply overrides {' '.join(opts)}: {_first_line(e)}") from None
+    for opt, key in zip(clean, keys):
+        old, new = before[key], _select(cfg, key)
+        if old is _MISSING or new is _MISSING or key.endswith("_target_"):
+            continue
+        expected = _describe_type(old)
+        if expected is not None and not _fits(old, new):
+            raise ConfigError(
+                f"override '{opt}': {key} must be {expected} (it is {old!r}), got {new!r}"
+            )
+    return cfg
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.realpath(p)
+    for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+) + (os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),)
+
+
+def _config_error_location(e: BaseException, config_file: str) -> str:
+    """``file:line`` of the config line that raised ``e`` (the innermost frame that is not in
+    python's or an installed library's code, nor in this package)."""
+    if isinstance(e, SyntaxError):
+        # detectron2 re-raises ast.parse's error (file "<unknown>") as "Config file X has
+        # syntax error!", for the config and for the config files it imports
+        named = re.match(r"Config file (.+) has syntax error!", str(e.msg))
+        cause = e.__cause__ if isinstance(e.__cause__, SyntaxError) else e
+        filename = named.group(1) if named else (e.filename or config_file)
+        return f"{filename}:{cause.lineno}" if cause.lineno else filename
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        path = os.path.realpath(frame.filename)
+        if os.path.isfile(path) and not path.startswith(_LIBRARY_DIRS):
+            return f"{frame.filename}:{frame.lineno}"
+    return config_file
+
+
+def _load_lazy_config(config_file: str):
+    try:
+        return LazyConfig.load(config_file)
+    except Exception as e:  # the config's own code failed: say where, not how detectron2 ran it
+        where = _config_error_location(e, config_file)
+        if isinstance(e, SyntaxError):
+            cause = e.__cause__ if isinstance(e.__cause__, SyntaxError) else e
+            detail = f"{type(cause).__name__}: {cause.msg}"
+        else:
+            detail = _first_line(e)
+        raise ConfigError(f"{where}: {detail}") from None
+
+
+def check_device(device: str) -> None:
+    """``train.device`` must name a device this machine has."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"train.device={device!r} is not a device (cpu, cuda, cuda:N)") from None
+    if parsed.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"train.device={device!r} but no CUDA GPU is available here; use train.device=cpu "
+            "(or --synthetic, a CPU-sized run)"
+        )
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"train.device={device!r} but this machine has {torch.cuda.device_count()} GPU(s)"
+        )
+
+
+def check_output_dir(path: str) -> None:
+    """``train.output_dir`` must be (or become) a folder this process can write to."""
+    if not path:
+        return
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"train.output_dir='{path}' is below a file: {existing} is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"train.output_dir='{path}' is not writable: {e.strerror or _first_line(e)}"
+        ) from None
 
 
 def _max_iter_override(opts: list[str]) -> int | None:
@@ -154,12 +303,14 @@ def load_config(
     loads the config.
 
     Raises:
-        ConfigError: missing file (and no zoo config of that name), missing top-level node, unknown override key, a local
-            checkpoint path that does not exist, or bad own data (one line each).
+        ConfigError: missing file (and no zoo config of that name), a config file that does not
+            run (file and line), missing top-level node, unknown override key or a value of the
+            wrong type, a local checkpoint path that does not exist, or bad own data (one line
+            each).
     """
     opts = list(opts or [])
     config_file = resolve_config_file(config_file)
-    cfg = LazyConfig.load(config_file)
+    cfg = _load_lazy_config(config_file)
     missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
         raise ConfigError(f"{config_file} does not define {', '.join(missing)}")
@@ -172,7 +323,7 @@ def load_config(
         from d2_boxunc.config.own_data import use_own_data
 
         cfg = use_own_data(cfg, train=train_coco, test=test_coco)
-    cfg = LazyConfig.apply_overrides(cfg, check_overrides(cfg, opts))
+    cfg = apply_overrides(cfg, opts)
     check_checkpoint(cfg.train.init_checkpoint)
     return cfg
 

@@ -18,11 +18,19 @@ The data is generated on first use into ``$D2_BOXUNC_DATA`` (default
 ``~/.cache/d2_boxunc/synthetic``), in a folder named by a hash of the generation parameters, and
 re-used when present.  Writing goes through a temporary folder that is renamed into place, so
 several processes asking at once (DDP workers) never see a half-written dataset.
+
+Each folder holds a ``manifest.json``: every file's size and a SHA-256 of ``annotations.json``.
+Each use checks the folder against it (sizes and the json's hash; images are not hashed, so the
+check costs a ``stat`` per image).  A folder that does not match (a truncated json, a truncated or
+missing image, a deleted ``images/`` folder, no manifest) is generated again, with one warning,
+and swapped in atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -289,23 +297,100 @@ def generate(name: str, cfg: SyntheticConfig, out_dir: str) -> None:
         json.dump(coco, f)
 
 
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str) -> None:
+    """Record every file's size under ``folder`` and the SHA-256 of its ``annotations.json``."""
+    files = {}
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            path = os.path.join(dirpath, n)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/")
+            if rel != MANIFEST:
+                files[rel] = os.path.getsize(path)
+    manifest = {
+        "files": dict(sorted(files.items())),
+        "annotations_sha256": _sha256(os.path.join(folder, "annotations.json")),
+    }
+    with open(os.path.join(folder, MANIFEST), "w") as f:
+        json.dump(manifest, f)
+
+
+def check_manifest(folder: str) -> str | None:
+    """None when ``folder`` matches its manifest; else what is wrong, in a few words."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            manifest = json.load(f)
+        files, json_hash = manifest["files"], manifest["annotations_sha256"]
+    except FileNotFoundError:
+        return "it has no manifest.json"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its manifest.json is unreadable"
+    if not os.path.isdir(os.path.join(folder, "images")):
+        return "images/ is missing"
+    for rel, size in files.items():
+        try:
+            actual = os.stat(os.path.join(folder, rel)).st_size
+        except OSError:
+            return f"{rel} is missing"
+        if actual != size:
+            return f"{rel} has {actual} bytes, {size} expected"
+    if _sha256(os.path.join(folder, "annotations.json")) != json_hash:
+        return "annotations.json differs from the generated one"
+    return None
+
+
+@contextlib.contextmanager
+def _lock(path: str):
+    """An exclusive lock between processes (generation of one split at a time)."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def ensure_generated(name: str, cfg: SyntheticConfig, root: str | None = None) -> str:
-    """Return the folder of split ``name``, generating it first if it is not cached."""
+    """Return the folder of split ``name``, generating it first if it is not cached, or
+    again if the cached one does not match its manifest (one warning)."""
     target = dataset_dir(name, cfg, root)
-    if os.path.isfile(os.path.join(target, "annotations.json")):
+    if os.path.isdir(target) and check_manifest(target) is None:
         return target
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
-    logger.info(f"Generating synthetic dataset {name} ({cfg.num_images} images) into {target}")
-    tmp = tempfile.mkdtemp(prefix=".tmp_" + os.path.basename(target), dir=parent)
-    try:
-        generate(name, cfg, tmp)
+    with _lock(os.path.join(parent, f".{os.path.basename(target)}.lock")):
+        problem = check_manifest(target) if os.path.isdir(target) else None
+        if os.path.isdir(target) and problem is None:  # another process made it meanwhile
+            return target
+        if problem is not None:
+            logger.warning(
+                f"synthetic dataset {name} in {target} is damaged ({problem}); generating it again"
+            )
+        else:
+            logger.info(
+                f"Generating synthetic dataset {name} ({cfg.num_images} images) into {target}"
+            )
+        tmp = tempfile.mkdtemp(prefix=".tmp_" + os.path.basename(target), dir=parent)
+        old = None
         try:
+            generate(name, cfg, tmp)
+            write_manifest(tmp)
+            if os.path.isdir(target):  # swap: the damaged folder out, the new one in
+                old = tempfile.mkdtemp(prefix=".old_" + os.path.basename(target), dir=parent)
+                os.rename(target, os.path.join(old, "data"))
             os.rename(tmp, target)
-        except OSError:  # another process finished first; theirs is identical
-            if not os.path.isfile(os.path.join(target, "annotations.json")):
-                raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            for leftover in (tmp, old):
+                if leftover is not None and os.path.isdir(leftover):
+                    shutil.rmtree(leftover, ignore_errors=True)
     return target

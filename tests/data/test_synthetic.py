@@ -1,7 +1,9 @@
 """The synthetic COCO-format dataset: determinism, validity, caching, registration."""
 
 import json
+import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -134,3 +136,81 @@ def test_registered_with_detectron2():
         assert meta.json_file.endswith("annotations.json")
     # detectron2's builtin COCO registrations stay usable
     assert "coco_2017_val" in DatasetCatalog.list()
+
+
+# -- the manifest: a damaged cache is generated again, once, with one warning ---------------------
+
+DAMAGE_CFG = SyntheticConfig(num_images=3, seed=11)
+
+
+def _truncate(path, size):
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def _flip_a_byte(path):
+    with open(path, "r+b") as f:
+        f.seek(20)
+        b = f.read(1)
+        f.seek(20)
+        f.write(bytes([b[0] ^ 0x01]))
+
+
+DAMAGES = {
+    "truncated json": (lambda d: _truncate(os.path.join(d, "annotations.json"), 100), "bytes"),
+    "edited json, same size": (
+        lambda d: _flip_a_byte(os.path.join(d, "annotations.json")),
+        "annotations.json differs",
+    ),
+    "truncated png": (lambda d: _truncate(os.path.join(d, "images", "000001.png"), 10), "bytes"),
+    "missing png": (
+        lambda d: os.remove(os.path.join(d, "images", "000002.png")),
+        "images/000002.png is missing",
+    ),
+    "deleted images folder": (
+        lambda d: shutil.rmtree(os.path.join(d, "images")),
+        "images/ is missing",
+    ),
+    "no manifest (an older cache)": (
+        lambda d: os.remove(os.path.join(d, synthetic.MANIFEST)),
+        "no manifest",
+    ),
+}
+
+
+def _contents(folder):
+    out = {}
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            with open(os.path.join(dirpath, n), "rb") as f:
+                out[os.path.relpath(os.path.join(dirpath, n), folder)] = f.read()
+    return out
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_damaged_cache_is_generated_again_with_one_warning(damage, tmp_path, caplog):
+    folder = ensure_generated("dmg", DAMAGE_CFG, root=str(tmp_path))
+    original = _contents(folder)
+    assert synthetic.MANIFEST in original and len(original) == 2 + DAMAGE_CFG.num_images
+    damage_fn, reason = DAMAGES[damage]
+    damage_fn(folder)
+    with caplog.at_level(logging.WARNING, logger="d2_boxunc.data.synthetic"):
+        assert ensure_generated("dmg", DAMAGE_CFG, root=str(tmp_path)) == folder
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "generating it again" in warnings[0], warnings
+    assert reason in warnings[0], warnings
+    assert _contents(folder) == original
+    # the swap leaves no temporary folder behind
+    assert sorted(p for p in os.listdir(tmp_path) if not p.endswith(".lock")) == [
+        os.path.basename(folder)
+    ]
+
+
+def test_intact_cache_is_checked_not_regenerated(tmp_path, caplog):
+    folder = ensure_generated("ok", DAMAGE_CFG, root=str(tmp_path))
+    inode = os.stat(folder).st_ino
+    assert synthetic.check_manifest(folder) is None
+    with caplog.at_level(logging.INFO, logger="d2_boxunc.data.synthetic"):
+        assert ensure_generated("ok", DAMAGE_CFG, root=str(tmp_path)) == folder
+    assert not caplog.records
+    assert os.stat(folder).st_ino == inode
