@@ -48,8 +48,23 @@ def test_bad_command_lines_exit_2(tmp_path, capsys):
     assert "no grid" in capsys.readouterr().err
 
 
+def _random_checkpoint(config: str, path) -> str:
+    """An untrained model of ``config`` (synthetic switch) saved as a checkpoint: evaluation
+    needs ``train.init_checkpoint``, and this test is about the sweep, not the model."""
+    import torch
+    from detectron2.config import instantiate
+
+    from d2_boxunc.config.cli import load_config
+
+    torch.manual_seed(0)
+    model = instantiate(load_config(config, synthetic=True).model)
+    torch.save({"model": model.state_dict()}, path)
+    return str(path)
+
+
 def test_two_point_sweep_runs_and_resumes(tmp_path, capsys):
     out = tmp_path / "sweep"
+    checkpoint = _random_checkpoint(KL_VARVOTE, tmp_path / "random.pth")
     argv = [
         "--config-file",
         KL_VARVOTE,
@@ -62,6 +77,7 @@ def test_two_point_sweep_runs_and_resumes(tmp_path, capsys):
         "--output",
         str(out),
         "model.proposal_generator.post_nms_topk=[500,50]",  # a random model: keep NMS work small
+        f"train.init_checkpoint={checkpoint}",
     ]
     assert main(argv) == 0, capsys.readouterr()
     with open(out / "results.csv") as f:
