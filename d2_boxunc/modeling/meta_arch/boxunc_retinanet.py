@@ -37,6 +37,7 @@ from detectron2.utils.events import get_event_storage
 from torch.nn import functional as F
 
 from d2_boxunc.losses.alrp_loss import alrp_cls, alrp_loc, ap_loss
+from d2_boxunc.losses.iou_losses import iou_loss
 
 __all__ = ["BoxUncRetinaNet", "epoch_length"]
 
@@ -66,17 +67,6 @@ def _atss_matcher_class():
     except ImportError:
         return None
     return ATSSMatcher
-
-
-def _matched_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """IoU of row-wise pairs of XYXY boxes; clamped so degenerate boxes give 0, never NaN."""
-    lt = torch.maximum(a[:, :2], b[:, :2])
-    rb = torch.minimum(a[:, 2:], b[:, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[:, 0] * wh[:, 1]
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(dim=1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(dim=1)
-    return inter / (area_a + area_b - inter + eps)
 
 
 class BoxUncRetinaNet(RetinaNet):
@@ -241,10 +231,8 @@ class BoxUncRetinaNet(RetinaNet):
         ).float()
         target = torch.stack(gt_boxes)[pos_mask].float()
         if self.loc_error == "giou":
-            from fvcore.nn import giou_loss
-
-            return giou_loss(pred, target, reduction="none")  # 1 - GIoU
-        return 2 * (1 - _matched_iou(pred, target))  # (1 - IoU) / (1 - tau), tau = 0.5
+            return iou_loss(pred, target, mode="giou")  # 1 - GIoU, NaN-safe on inverted boxes
+        return 2 * iou_loss(pred, target, mode="iou")  # (1 - IoU) / (1 - tau), tau = 0.5
 
     # ---- self-balance ----------------------------------------------------------------------
     @torch.no_grad()
