@@ -192,6 +192,27 @@ CLAIMS: list[Claim] = [
         "IoU-Net Tab. 1",
     ),
     Claim(
+        "IoU-guided NMS raises AP90 over NMS",
+        "iounet/iounms",
+        "iounet/nohead",
+        "AP90",
+        "IoU-Net Tab. 1",
+    ),
+    Claim(
+        "IoU-guided NMS raises AP over NMS, same boxes",
+        "iounet/iounms",
+        "iounet/stdnms",
+        "AP",
+        "IoU-Net Tab. 1",
+    ),
+    Claim(
+        "NMS key cls x IoU raises AP over key IoU",
+        "iounet/clsxiou",
+        "iounet",
+        "AP",
+        "OpenMMLab-IoUNet",
+    ),
+    Claim(
         "refinement raises AP over IoU-guided NMS",
         "iounet",
         "iounet/iounms",
