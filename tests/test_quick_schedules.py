@@ -55,9 +55,13 @@ def test_instant_config_trains_and_evaluates(path, tmp_path):
         cwd=ROOT,
         timeout=900,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # After 2 iterations a full-size R-CNN may find nothing: the evaluation then runs and
+    # train_net.py refuses its NaN AP in one line, exit 1 (docs/reliability.md).
+    found_nothing = proc.returncode == 1 and "gave bbox/AP = nan" in proc.stderr
+    assert proc.returncode == 0 or found_nothing, proc.stderr[-3000:]
     with open(os.path.join(out, "metrics.json")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
     losses = [r["total_loss"] for r in rows if "total_loss" in r]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
-    assert any("bbox/AP" in r for r in rows)
+    if not found_nothing:
+        assert any("bbox/AP" in r for r in rows)

@@ -90,7 +90,9 @@ class IoUHead(nn.Module):
         return raw[idx, classes]
 
     def predict_iou(self, raw: Tensor) -> Tensor:
-        """Raw outputs -> IoU in [0, 1] space (same shape). Differentiable: refinement ascends it."""
+        """Raw outputs -> IoU space (same shape): in [0, 1] for ``bce``; the smooth-L1 head's linear
+        map can step slightly outside (inference clamps the reported IoU). Differentiable:
+        refinement ascends it."""
         if self.loss_type == "bce":
             return raw.sigmoid()
         return raw * 0.5 + 0.5

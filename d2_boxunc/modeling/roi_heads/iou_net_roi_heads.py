@@ -290,6 +290,8 @@ class IoUNetROIHeads(StandardROIHeads):
 
         results = []
         for (k_boxes, k_scores, k_classes, k_ious), hw in zip(kept, image_sizes):
+            # a smooth-L1 head maps its output linearly to IoU and can step outside [0, 1]
+            k_ious = k_ious.clamp(0.0, 1.0)
             final = k_scores * k_ious if self.final_score == "cls_x_iou" else k_scores
             order = torch.argsort(final, descending=True, stable=True)
             if self._test_predictor.test_topk_per_image >= 0:

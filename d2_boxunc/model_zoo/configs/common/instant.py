@@ -11,7 +11,8 @@ What changes from the paper config: the data (``boxunc_synth_train``, 8 validati
 rows crop to 160 x 160), the batch (2 images), ``train.max_iter`` (2), no initial weights, so
 the backbone's FrozenBN becomes GroupNorm and nothing is frozen (a frozen BN with no ImageNet
 statistics normalises nothing, and a randomly initialised ResNet-50 then diverges at once), and
-the periods (evaluate and checkpoint at the end, log every iteration). The lr schedule is the
+the periods (evaluate and checkpoint at the end, log every iteration), and the test score
+threshold (0: an untrained model's scores are all low). The lr schedule is the
 paper's, which detectron2 scales to ``max_iter``.
 """
 
@@ -48,6 +49,13 @@ def make_instant(dataloader, model, train, max_iter: int = 2, size: int = 160, m
     bottom_up.stem.norm = "GN"
     bottom_up.stages.norm = "GN"
     bottom_up.freeze_at = 0
+    # an untrained model scores about 1 / (classes + 1): keep every detection, so the evaluation
+    # has an AP to report (train_net.py refuses a NaN AP, the sign of a model that found nothing)
+    predictor = model.get("roi_heads", {}).get("box_predictor", None)
+    if predictor is not None and "test_score_thresh" in predictor:
+        predictor.test_score_thresh = 0.0
+    if "head" in model:  # RetinaNet
+        model.test_score_thresh = 0.0
     train.max_iter = max_iter
     train.init_checkpoint = ""
     train.eval_period = max_iter
