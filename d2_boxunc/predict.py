@@ -236,6 +236,14 @@ def get_parser() -> argparse.ArgumentParser:
         help="apply the CPU switch (for checkpoints trained with train_net.py --synthetic)",
     )
     p.add_argument(
+        "--test-coco",
+        nargs=2,
+        metavar=("JSON", "IMAGE_DIR"),
+        default=None,
+        help="for a model trained with --train-coco/--test-coco: the COCO json whose classes "
+        "(count and names) the model predicts",
+    )
+    p.add_argument(
         "--score-thresh",
         type=float,
         default=0.5,
@@ -323,7 +331,11 @@ def main(argv: list[str] | None = None) -> int:
             # a checkpoint that does not fit is reported below in one line, not per tensor
             with _quiet("fvcore.common.checkpoint", args.checkpoint.endswith(".pth")):
                 model, cfg = load_model(
-                    args.config_file, args.checkpoint, first + opts, args.synthetic
+                    args.config_file,
+                    args.checkpoint,
+                    first + opts,
+                    args.synthetic,
+                    test_coco=args.test_coco,
                 )
         except ConfigError as e:
             raise PredictError(str(e)) from None

@@ -19,14 +19,19 @@ from detectron2.utils.visualizer import Visualizer
 
 
 def load_model(
-    config_file: str, checkpoint: str, overrides: list[str] | None = None, synthetic: bool = True
+    config_file: str,
+    checkpoint: str,
+    overrides: list[str] | None = None,
+    synthetic: bool = True,
+    test_coco: tuple[str, str] | None = None,
 ):
-    """Build the config's model in eval mode with weights from ``checkpoint``."""
+    """Build the config's model in eval mode with weights from ``checkpoint`` (``test_coco``:
+    your own COCO json and image folder, whose classes the model predicts)."""
     from detectron2.checkpoint import DetectionCheckpointer
 
     from d2_boxunc.config.cli import load_config
 
-    cfg = load_config(config_file, list(overrides or []), synthetic=synthetic)
+    cfg = load_config(config_file, list(overrides or []), synthetic=synthetic, test_coco=test_coco)
     cfg.train.init_checkpoint = checkpoint
     model = instantiate(cfg.model).to(cfg.train.device).eval()
     DetectionCheckpointer(model).load(checkpoint)

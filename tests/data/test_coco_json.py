@@ -318,3 +318,32 @@ def test_train_net_trains_and_evaluates_on_own_data(coco, tmp_path):
     assert "bbox" in results, results.keys()
     for name in CLASSES:
         assert f"AP-{name}" in results["bbox"], results["bbox"].keys()
+
+
+def test_predict_with_test_coco_uses_the_json_classes(coco, tmp_path, capsys):
+    """predict --test-coco builds the 5-class model and writes its category ids."""
+    import json
+
+    import torch
+    from detectron2.config import instantiate
+
+    from d2_boxunc.config.cli import load_config
+    from d2_boxunc.predict import main as predict
+
+    config = "configs/Baselines/faster_rcnn_R_50_FPN_1x.py"
+    val = (coco["val"], coco["images"])
+    torch.manual_seed(0)
+    model = instantiate(load_config(config, synthetic=True, test_coco=val).model)
+    checkpoint = tmp_path / "m.pth"
+    torch.save({"model": model.state_dict()}, checkpoint)
+    image = sorted(os.listdir(coco["images"]))[0]
+    argv = ["--config-file", config, "--checkpoint", str(checkpoint), "--synthetic"]
+    argv += ["--input", os.path.join(coco["images"], image), "--output", str(tmp_path / "out")]
+    argv += ["--device", "cpu", "model.roi_heads.box_predictor.test_score_thresh=0.0"]
+    assert predict([*argv[:-1], "--test-coco", *val, argv[-1]]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert results and {r["category_id"] for r in results} <= {c["id"] for c in CATEGORIES}
+    # without --test-coco the 4-class synthetic model does not fit the 5-class checkpoint
+    capsys.readouterr()
+    assert predict(argv) == 2
+    assert "does not fit the model" in capsys.readouterr().err
