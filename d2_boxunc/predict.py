@@ -235,14 +235,9 @@ def get_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply the CPU switch (for checkpoints trained with train_net.py --synthetic)",
     )
-    p.add_argument(
-        "--test-coco",
-        nargs=2,
-        metavar=("JSON", "IMAGE_DIR"),
-        default=None,
-        help="for a model trained with --train-coco/--test-coco: the COCO json whose classes "
-        "(count and names) the model predicts",
-    )
+    from d2_boxunc.config.cli import add_own_data_arguments
+
+    add_own_data_arguments(p, train=False)  # --test-coco: the classes of your own data
     p.add_argument(
         "--score-thresh",
         type=float,

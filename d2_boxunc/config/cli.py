@@ -264,17 +264,18 @@ def check_checkpoint(path: str) -> None:
     raise ConfigError(f"checkpoint not found: train.init_checkpoint='{path}'")
 
 
-def add_own_data_arguments(parser):
+def add_own_data_arguments(parser, train: bool = True):
     """Add ``--train-coco JSON IMAGE_DIR`` and ``--test-coco JSON IMAGE_DIR`` to ``parser``
     (values: None or a list of two strings, for :func:`load_config`)."""
-    parser.add_argument(
-        "--train-coco",
-        nargs=2,
-        metavar=("JSON", "IMAGE_DIR"),
-        default=None,
-        help="train on your own COCO-format json and image folder (needs --test-coco); sets "
-        "dataloader.train, and every num_classes to the json's class count",
-    )
+    if train:  # commands that only run a model (predict) take the test set's classes
+        parser.add_argument(
+            "--train-coco",
+            nargs=2,
+            metavar=("JSON", "IMAGE_DIR"),
+            default=None,
+            help="train on your own COCO-format json and image folder (needs --test-coco); sets "
+            "dataloader.train, and every num_classes to the json's class count",
+        )
     parser.add_argument(
         "--test-coco",
         nargs=2,
