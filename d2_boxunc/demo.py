@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -159,22 +157,14 @@ METHODS: dict[str, Method] = {
 
 
 def _train_net(args: list[str], log_path: str, threads: int) -> None:
-    script = os.path.join(REPO, "train_net.py")
-    if not os.path.isfile(script):
-        raise SystemExit(f"demo: {script} not found; run the demo from a checkout of d2_boxunc")
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    with open(log_path, "w") as log:
-        proc = subprocess.run(
-            [sys.executable, script, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-        )
-    if proc.returncode != 0:
-        with open(log_path) as f:
-            tail = "".join(f.readlines()[-30:])
-        raise SystemExit(f"demo: train_net.py failed (log: {log_path}):\n{tail}")
+    from d2_boxunc.study.runner import TRAIN_NET, run_train_net
+
+    if not os.path.isfile(TRAIN_NET):
+        raise SystemExit(f"demo: {TRAIN_NET} not found; run the demo from a checkout of d2_boxunc")
+    try:
+        run_train_net(args, log_path, threads)
+    except RuntimeError as e:
+        raise SystemExit(f"demo: {e}") from None
 
 
 def _row(label: str, output_dir: str, train_min: str, delta: str = "") -> list:

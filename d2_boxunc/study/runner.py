@@ -124,13 +124,13 @@ def _variant_step(m: Method, v: Variant, seed: int, run: str, common: list[str],
     return Step(f"{m.name}/{v.name}", seed, out, args, key, after=train, weight=3)
 
 
-def _run_one(step: Step, log) -> None:
-    os.makedirs(step.out, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    log_path = os.path.join(step.out, "study.log")
+def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
+    """Run ``train_net.py args`` in a subprocess with ``threads`` torch threads, its output in
+    ``log_path``; a failure raises ``RuntimeError`` with the log's last lines (study and demo)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log_path, "w") as f:
         proc = subprocess.run(
-            [sys.executable, TRAIN_NET, *step.args],
+            [sys.executable, TRAIN_NET, *args],
             stdout=f,
             stderr=subprocess.STDOUT,
             env=env,
@@ -138,8 +138,16 @@ def _run_one(step: Step, log) -> None:
         )
     if proc.returncode != 0:
         with open(log_path) as f:
-            tail = "".join(f.readlines()[-15:])
-        raise RuntimeError(f"study: {step.row} seed {step.seed} failed (log: {log_path}):\n{tail}")
+            tail = "".join(f.readlines()[-20:])
+        raise RuntimeError(f"train_net.py failed (log: {log_path}):\n{tail}")
+
+
+def _run_one(step: Step, log) -> None:
+    os.makedirs(step.out, exist_ok=True)
+    try:
+        run_train_net(step.args, os.path.join(step.out, "study.log"))
+    except RuntimeError as e:
+        raise RuntimeError(f"study: {step.row} seed {step.seed}: {e}") from None
     with open(os.path.join(step.out, "study_key.json"), "w") as f:
         json.dump(step.key, f, indent=1)
     log(f"[study] done {step.row} seed {step.seed}")
