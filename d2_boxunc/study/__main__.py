@@ -23,7 +23,7 @@ import platform
 import sys
 import time
 
-from .plan import METHODS
+from .plan import DEFAULT_METHODS, METHODS
 
 DEFAULT_MAX_ITER = 1200
 DEFAULT_SEEDS = 3
@@ -39,7 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         default="all",
-        help=f"comma-separated, from: {', '.join(METHODS)} (default: all)",
+        help=f"comma-separated, from: {', '.join(METHODS)} (default: all = "
+        f"{','.join(DEFAULT_METHODS)}; the others are controls for bug hunts)",
     )
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per method (default 3)")
     p.add_argument(
@@ -78,7 +79,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     names = (
-        list(METHODS)
+        list(DEFAULT_METHODS)
         if args.methods == "all"
         else [n.strip() for n in args.methods.split(",") if n.strip()]
     )
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         "methods": names,
         "seeds": len(seeds),
         "max_iter": args.max_iter,
+        "iterations": {m.name: m.max_iter(args.max_iter) for m in methods},
         "train_dataset": args.train_dataset if not args.train_coco else args.train_coco[0],
         "test_dataset": test,
         "val_images": analysis.num_images,

@@ -83,10 +83,11 @@ def plan_steps(
     for seed in seeds:
         for m in methods:
             run = os.path.join(root, "runs", m.name, f"s{seed}")
+            max_iter = m.max_iter(settings.max_iter)
             common = [
                 "--synthetic",
                 *settings.own_data,
-                f"train.max_iter={settings.max_iter}",
+                f"train.max_iter={max_iter}",
                 *_data_overrides(settings),
                 *settings.extra,
                 *m.overrides,
@@ -97,8 +98,8 @@ def plan_steps(
                 *common,
                 f"+train.seed={seed}",
                 f"train.output_dir={run}",
-                f"train.checkpointer.period={settings.max_iter}",
-                f"train.log_period={max(1, min(50, settings.max_iter // 10))}",
+                f"train.checkpointer.period={max_iter}",
+                f"train.log_period={max(1, min(50, max_iter // 10))}",
             ]
             key = {"config": m.config, "args": common, "seed": seed}
             train = Step(m.name, seed, run, train_args, key, weight=20)

@@ -1,0 +1,42 @@
+"""The study plan: what ``--methods all`` runs, and how long each method trains."""
+
+from d2_boxunc.study.plan import CLAIMS, DEFAULT_METHODS, METHODS, row
+from d2_boxunc.study.runner import Settings, plan_steps
+
+
+def _settings(max_iter):
+    return Settings(
+        max_iter=max_iter,
+        train_dataset="boxunc_synth_train",
+        test_dataset="boxunc_synth_val500",
+    )
+
+
+def test_all_is_every_paper_method_and_no_control():
+    assert DEFAULT_METHODS == [
+        "baseline",
+        "iou",
+        "giou",
+        "kl",
+        "iounet",
+        "focal",
+        "alrp",
+        "aploss",
+    ]
+    assert all(METHODS[n].control for n in METHODS if n not in DEFAULT_METHODS)
+
+
+def test_retinanet_rows_train_longer_and_their_key_says_so(tmp_path):
+    methods = [METHODS["baseline"], METHODS["focal"], METHODS["alrp"]]
+    steps = {s.row: s for s in plan_steps(methods, [0], str(tmp_path), _settings(1000))}
+    for name, iters in (("baseline", 1000), ("focal", 1500), ("alrp", 1500)):
+        assert f"train.max_iter={iters}" in steps[name].args
+        assert f"train.max_iter={iters}" in steps[name].key["args"]
+        assert f"train.checkpointer.period={iters}" in steps[name].args
+
+
+def test_every_claim_names_planned_rows():
+    rows = set(METHODS) | {f"{m.name}/{v.name}" for m in METHODS.values() for v in m.variants}
+    for c in CLAIMS:
+        assert c.a in rows and (not c.b or c.b in rows), c.name
+        assert row(c.a)[0] in METHODS
