@@ -10,6 +10,7 @@ with an ETA.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -145,6 +146,10 @@ def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
 
 def _run_one(step: Step, log) -> None:
     os.makedirs(step.out, exist_ok=True)
+    # a stale key must not vouch for a folder this step is about to overwrite (if it is stopped
+    # halfway, the next study would otherwise take the mixed folder for the old run)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(step.out, "study_key.json"))
     try:
         run_train_net(step.args, os.path.join(step.out, "study.log"))
     except RuntimeError as e:

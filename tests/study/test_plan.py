@@ -1,5 +1,7 @@
 """The study plan: what ``--methods all`` runs, and how long each method trains."""
 
+import os
+
 from d2_boxunc.study.plan import CLAIMS, DEFAULT_METHODS, METHODS, row
 from d2_boxunc.study.runner import Settings, plan_steps
 
@@ -40,3 +42,28 @@ def test_every_claim_names_planned_rows():
     for c in CLAIMS:
         assert c.a in rows and (not c.b or c.b in rows), c.name
         assert row(c.a)[0] in METHODS
+
+
+def test_a_step_that_fails_halfway_is_not_taken_for_its_old_run(tmp_path, monkeypatch):
+    """Rerunning a step in a folder that holds an older run removes the old key first, so a
+    stopped rerun is never cached as the old run with half its files overwritten."""
+    import json
+
+    import pytest
+
+    from d2_boxunc.study import runner
+
+    step = plan_steps([METHODS["baseline"]], [0], str(tmp_path), _settings(10))[0]
+    os.makedirs(step.out)
+    old_key = dict(step.key, seed=99)
+    (tmp_path / "runs" / "baseline" / "s0" / "study_key.json").write_text(json.dumps(old_key))
+    (tmp_path / "runs" / "baseline" / "s0" / "eval_results.json").write_text("{}")
+
+    def stopped(args, log_path, threads=1):
+        raise RuntimeError("stopped halfway")
+
+    monkeypatch.setattr(runner, "run_train_net", stopped)
+    with pytest.raises(RuntimeError, match="stopped halfway"):
+        runner.run_steps([step], jobs=1)
+    old = runner.Step(step.row, 99, step.out, step.args, old_key)
+    assert not old.done()
