@@ -4,11 +4,9 @@ docs/design.md#where-the-iou-losses-apply)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from detectron2.layers import cat
 from detectron2.modeling.proposal_generator import RPN
 from detectron2.structures import Boxes
-from detectron2.utils.events import get_event_storage
 from fvcore.nn import smooth_l1_loss
 from torch import Tensor
 
@@ -32,9 +30,10 @@ class IoULossRPN(RPN):
       that image (positives + negatives), then averaged over the images. The two agree when every
       image fills its ``batch_size_per_image`` sample.
 
-    The weight of ``loss_rpn_loc`` is detectron2's ``loss_weight["loss_rpn_loc"]`` (GIoU repo: 1
-    for GIoU). The objectness loss is the parent's. ``"smooth_l1"`` (detectron2's) works with
-    both normalisers too.
+    Everything else is detectron2's :meth:`RPN.losses` (objectness loss, logging, loss weights):
+    only its ``loss_rpn_loc`` term is replaced, so the parent runs with ``box_reg_loss_type``
+    ``"smooth_l1"`` and the loss in use is ``loc_loss_type``.  ``"smooth_l1"`` (detectron2's)
+    works with both normalisers too.
     """
 
     def __init__(
@@ -52,7 +51,6 @@ class IoULossRPN(RPN):
             rpn_norm: ``"batch"`` or ``"actual"`` (see the class docstring). Default: "batch".
             iou_loss_eps: ``eps`` of :func:`iou_loss`. Default: 1e-7.
         """
-        super().__init__(box_reg_loss_type=box_reg_loss_type, **kwargs)
         if rpn_norm not in RPN_NORMS:
             raise ValueError(f"rpn_norm must be one of {RPN_NORMS}, got {rpn_norm!r}")
         known = IOU_LOSS_MODES + ("smooth_l1",)
@@ -60,17 +58,40 @@ class IoULossRPN(RPN):
             raise ValueError(f"box_reg_loss_type must be one of {known}, got {box_reg_loss_type!r}")
         if not iou_loss_eps > 0:
             raise ValueError(f"iou_loss_eps must be positive, got {iou_loss_eps}")
+        # detectron2's own pass (objectness loss) gets a box loss it knows; ours replaces it
+        parent_type = "smooth_l1" if box_reg_loss_type in IOU_LOSS_MODES else box_reg_loss_type
+        super().__init__(box_reg_loss_type=parent_type, **kwargs)
+        self.loc_loss_type = box_reg_loss_type
         self.rpn_norm = rpn_norm
         self.iou_loss_eps = float(iou_loss_eps)
 
     def _per_anchor_loc_loss(self, anchors: Tensor, deltas: Tensor, gt_boxes: Tensor) -> Tensor:
         """Loss of each positive anchor: (P, 4) anchors, deltas and matched GT boxes -> (P,)."""
-        if self.box_reg_loss_type == "smooth_l1":
+        if self.loc_loss_type == "smooth_l1":
             target = self.box2box_transform.get_deltas(anchors, gt_boxes)
             return smooth_l1_loss(deltas, target, self.smooth_l1_beta, reduction="none").sum(-1)
         pred_boxes = self.box2box_transform.apply_deltas(deltas, anchors)
         log_iou_stats("rpn", pred_boxes, gt_boxes)
-        return iou_loss(pred_boxes, gt_boxes, mode=self.box_reg_loss_type, eps=self.iou_loss_eps)
+        return iou_loss(pred_boxes, gt_boxes, mode=self.loc_loss_type, eps=self.iou_loss_eps)
+
+    def _loc_loss(self, anchors, gt_labels, pred_anchor_deltas, gt_boxes) -> Tensor:
+        """``loss_rpn_loc`` before its weight, with this RPN's box loss and normaliser."""
+        gt_labels = torch.stack(gt_labels)  # (N, R)
+        num_images = len(gt_labels)
+        deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
+        img_idx, anchor_idx = (gt_labels == 1).nonzero(as_tuple=True)
+        per_anchor = self._per_anchor_loc_loss(
+            Boxes.cat(anchors).tensor[anchor_idx],
+            deltas[img_idx, anchor_idx],
+            torch.stack(gt_boxes)[img_idx, anchor_idx],
+        )
+        if self.rpn_norm == "actual":
+            num_sampled = (gt_labels >= 0).sum(dim=1).clamp(min=1).to(per_anchor.dtype)
+            loss = (per_anchor / num_sampled[img_idx]).sum() / num_images
+        else:
+            loss = per_anchor.sum() / (self.batch_size_per_image * num_images)
+        # keeps the loss attached to the graph when there is no positive anchor
+        return loss + deltas.sum() * 0.0
 
     def losses(
         self,
@@ -80,38 +101,11 @@ class IoULossRPN(RPN):
         pred_anchor_deltas: list[Tensor],
         gt_boxes: list[Tensor],
     ) -> dict[str, Tensor]:
-        ours = self.box_reg_loss_type in IOU_LOSS_MODES
-        if not ours and self.rpn_norm == "batch":
-            return super().losses(
-                anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
-            )
-        num_images = len(gt_labels)
-        gt_labels = torch.stack(gt_labels)  # (N, R)
-        pos_mask = gt_labels == 1
-        storage = get_event_storage()
-        storage.put_scalar("rpn/num_pos_anchors", pos_mask.sum().item() / num_images)
-        storage.put_scalar("rpn/num_neg_anchors", (gt_labels == 0).sum().item() / num_images)
-
-        all_anchors = Boxes.cat(anchors).tensor  # (R, 4)
-        deltas = cat(pred_anchor_deltas, dim=1)  # (N, R, 4)
-        img_idx, anchor_idx = pos_mask.nonzero(as_tuple=True)
-        per_anchor = self._per_anchor_loc_loss(
-            all_anchors[anchor_idx], deltas[img_idx, anchor_idx], torch.stack(gt_boxes)[pos_mask]
+        losses = super().losses(
+            anchors, pred_objectness_logits, gt_labels, pred_anchor_deltas, gt_boxes
         )
-        normalizer = self.batch_size_per_image * num_images
-        if self.rpn_norm == "actual":
-            num_sampled = (gt_labels >= 0).sum(dim=1).clamp(min=1).to(per_anchor.dtype)
-            loc_loss = (per_anchor / num_sampled[img_idx]).sum() / num_images
-        else:
-            loc_loss = per_anchor.sum() / normalizer
-        # keeps the loss attached to the graph when there is no positive anchor
-        loc_loss = loc_loss + deltas.sum() * 0.0
-
-        valid_mask = gt_labels >= 0
-        objectness_loss = F.binary_cross_entropy_with_logits(
-            cat(pred_objectness_logits, dim=1)[valid_mask],
-            gt_labels[valid_mask].to(torch.float32),
-            reduction="sum",
-        )
-        losses = {"loss_rpn_cls": objectness_loss / normalizer, "loss_rpn_loc": loc_loss}
-        return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
+        if self.loc_loss_type == "smooth_l1" and self.rpn_norm == "batch":
+            return losses  # detectron2's setting, nothing to replace
+        loc = self._loc_loss(anchors, gt_labels, pred_anchor_deltas, gt_boxes)
+        losses["loss_rpn_loc"] = loc * self.loss_weight.get("loss_rpn_loc", 1.0)
+        return losses
