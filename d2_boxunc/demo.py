@@ -12,6 +12,7 @@ end and written to ``output/demo/results.md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -47,26 +48,37 @@ class Method:
     report: Callable | None = None
 
 
+def _validation_run(out: str):
+    """The run's saved validation detections, matched as the evidence study matches them."""
+    from d2_boxunc.study.metrics import load_run
+
+    return load_run(_validation_gt(), out)
+
+
 def kl_report(model, cfg, out: str) -> list[str]:
-    """KL-Loss: does the predicted sigma track the error, and is it larger on blurred edges?"""
+    """KL-Loss: does the predicted σ track the error, and is it larger on blurred edges?  From
+    the saved detections (the study's metrics) and a probe of the head on the true boxes."""
     from detectron2.data import DatasetCatalog
 
-    from d2_boxunc.evaluation.sigma_report import (
-        predict_dataset,
-        sigma_at_ground_truth,
-        sigma_report,
-    )
+    from d2_boxunc.evaluation.sigma_probe import sigma_at_ground_truth
+    from d2_boxunc.study.metrics import metric
 
-    dicts = DatasetCatalog.get(cfg.dataloader.test.dataset.names)
-    report = sigma_report(predict_dataset(model, cfg, dicts))
-    at_gt = sigma_at_ground_truth(model, cfg, dicts)
+    run = _validation_run(out)
+    report = {
+        "num_matched": len(run.size),
+        "sigma_err_spearman": metric(run, "sigma_err_spearman"),
+        "sigma_blur_gap": metric(run, "sigma_blur_gap"),
+        **sigma_at_ground_truth(model, cfg, DatasetCatalog.get(cfg.dataloader.test.dataset.names)),
+    }
     with open(os.path.join(out, "sigma_report.json"), "w") as f:
-        json.dump({**report.as_dict(), **at_gt}, f, indent=2)
-    probe = (
-        f"sigma / size with the true box as RoI: blurred-edge objects "
-        f"{at_gt['rel_sigma_at_gt_blurred']:.4f} vs sharp {at_gt['rel_sigma_at_gt_sharp']:.4f}"
-    )
-    return [f"KL-Loss: {line}" for line in [*report.lines(), probe]]
+        json.dump(report, f, indent=2)
+    return [
+        f"KL-Loss: sigma vs |error|: Spearman {report['sigma_err_spearman']:.3f} over "
+        f"{report['num_matched']} detections matched at IoU >= 0.5 (x 4 coordinates); mean "
+        f"sigma / size, blurred-edge minus sharp objects: {report['sigma_blur_gap']:+.4f}",
+        f"KL-Loss: sigma / size with the true box as RoI: blurred-edge objects "
+        f"{report['rel_sigma_at_gt_blurred']:.4f} vs sharp {report['rel_sigma_at_gt_sharp']:.4f}",
+    ]
 
 
 def alrp_report(model, cfg, out: str) -> list[str]:
@@ -81,19 +93,25 @@ def alrp_report(model, cfg, out: str) -> list[str]:
 
 def iounet_report(model, cfg, out: str) -> list[str]:
     """IoU-Net (Fig. 2 claim): does the predicted IoU track the true IoU better than the class
-    score? Saves ``iou_scatter.png`` and ``iou_report.json`` for the validation detections."""
-    from detectron2.data import DatasetCatalog
+    score?  From the saved detections; saves ``iou_report.json`` and ``iou_scatter.png``."""
+    from d2_boxunc.study.metrics import metric
+    from d2_boxunc.study.report import iou_scatter
 
-    from d2_boxunc.evaluation.iou_report import iou_report, save_iou_scatter
-    from d2_boxunc.evaluation.sigma_report import predict_dataset
-
-    dicts = DatasetCatalog.get(cfg.dataloader.test.dataset.names)
-    report = iou_report(predict_dataset(model, cfg, dicts))
+    run = _validation_run(out)
+    report = {
+        "num_matched": len(run.size),
+        "iou_spearman": metric(run, "iou_spearman"),
+        "score_iou_spearman": metric(run, "score_iou_spearman"),
+    }
     with open(os.path.join(out, "iou_report.json"), "w") as f:
-        json.dump(report.as_dict(), f, indent=2)
+        json.dump(report, f, indent=2)
     path = os.path.join(out, "iou_scatter.png")
-    save_iou_scatter(report, path)
-    return [f"IoU-Net: {line}" for line in report.lines()] + [f"IoU-Net: saved {path}"]
+    iou_scatter(run, "IoU-Net", path)
+    return [
+        f"IoU-Net: Spearman with the true IoU: predicted IoU {report['iou_spearman']:.3f}, class "
+        f"score {report['score_iou_spearman']:.3f} ({report['num_matched']} detections matched "
+        f"at IoU >= 0.5); saved {path}"
+    ]
 
 
 KL = "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x"
@@ -176,9 +194,9 @@ def _row(label: str, output_dir: str, train_min: str, delta: str = "") -> list:
     return [label, *(results["bbox"][m] for m in METRICS), olrp, train_min, delta]
 
 
-def paired_difference(base_dir: str, variant_dir: str, resamples: int = 1000) -> str:
-    """AP difference of an eval-only row over its checkpoint's own row with its 95% interval, a
-    paired bootstrap over the validation images (the evidence study's statistics, one seed)."""
+@functools.cache
+def _validation_gt():
+    """The validation ground truth as a pycocotools ``COCO`` (loaded once)."""
     import contextlib
     import io
 
@@ -186,12 +204,18 @@ def paired_difference(base_dir: str, variant_dir: str, resamples: int = 1000) ->
     from pycocotools.coco import COCO
 
     from d2_boxunc.config.synthetic import TEST_DATASET
-    from d2_boxunc.study.metrics import load_run, metric
-    from d2_boxunc.study.stats import percentile_interval, resample_counts
 
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(MetadataCatalog.get(TEST_DATASET).json_file)
-    base, variant = load_run(gt, base_dir), load_run(gt, variant_dir)
+        return COCO(MetadataCatalog.get(TEST_DATASET).json_file)
+
+
+def paired_difference(base_dir: str, variant_dir: str, resamples: int = 1000) -> str:
+    """AP difference of an eval-only row over its checkpoint's own row with its 95% interval, a
+    paired bootstrap over the validation images (the evidence study's statistics, one seed)."""
+    from d2_boxunc.study.metrics import metric
+    from d2_boxunc.study.stats import percentile_interval, resample_counts
+
+    base, variant = _validation_run(base_dir), _validation_run(variant_dir)
     counts = resample_counts(base.tables.num_images, resamples)
     reps = [metric(variant, "AP", w) - metric(base, "AP", w) for w in counts]
     iv = percentile_interval(metric(variant, "AP") - metric(base, "AP"), reps)

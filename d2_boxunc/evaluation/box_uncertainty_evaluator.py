@@ -3,7 +3,7 @@ for any detector, with more for models whose ``Instances`` carry ``pred_boxes_st
 ``pred_ious`` (predicted IoU with the object, IoU-Net).
 
 For ``pred_boxes_std`` (detections matched to ground truth as in
-:func:`~d2_boxunc.evaluation.sigma_report.match_to_ground_truth`: same class, IoU >= 0.5, greedy
+:func:`~d2_boxunc.evaluation.matching.match_to_ground_truth`: same class, IoU >= 0.5, greedy
 by score), over every coordinate x1, y1, x2, y2 of every matched detection:
 
 - ``NLL``: mean Gaussian negative log-likelihood of the GT coordinate under N(prediction, sigma^2),
@@ -49,17 +49,15 @@ import logging
 import os
 
 import numpy as np
-import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
-from detectron2.structures import Boxes, BoxMode, pairwise_iou
+from detectron2.structures import BoxMode
 from detectron2.utils import comm
 from scipy.special import ndtri
 from scipy.stats import spearmanr
 
 from .calibration import OUTCOMES, ImageDetections, detection_calibration, energy_score, sharpness
-from .sigma_report import _gt as ground_truth_of
-from .sigma_report import match_to_ground_truth
+from .matching import ground_truth, match_to_ground_truth, true_ious
 
 __all__ = [
     "BoxUncertaintyEvaluator",
@@ -302,7 +300,7 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
         return self._gt_by_id[image_id]
 
     def _ground_truth(self, image_id):
-        return ground_truth_of(self._dataset_dict(image_id))
+        return ground_truth(self._dataset_dict(image_id))
 
     def _crowd(self, image_id) -> tuple[np.ndarray, np.ndarray]:
         annos = [a for a in self._dataset_dict(image_id).get("annotations", []) if a.get("iscrowd")]
@@ -337,11 +335,7 @@ class BoxUncertaintyEvaluator(DatasetEvaluator):
                     (boxes[d].numpy(), gt_boxes[g].numpy(), inst.pred_boxes_std[d].float().numpy())
                 )
             if inst.has("pred_ious"):
-                true_iou = torch.zeros(len(inst))
-                if len(inst) and len(gt_boxes):
-                    iou = pairwise_iou(Boxes(boxes), Boxes(gt_boxes))
-                    iou[inst.pred_classes[:, None] != gt_classes[None, :]] = 0.0
-                    true_iou = iou.max(dim=1).values
+                true_iou = true_ious(inst, gt_boxes, gt_classes)
                 self._iou.append(
                     (
                         inst.pred_ious.float().reshape(-1).numpy(),

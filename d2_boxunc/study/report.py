@@ -9,9 +9,9 @@ import numpy as np
 from tabulate import tabulate
 
 from .analysis import TABLE_METRICS, Analysis
-from .metrics import MECHANISM_METRICS
+from .metrics import MECHANISM_METRICS, RunData
 
-__all__ = ["write_report"]
+__all__ = ["iou_scatter", "write_report"]
 
 
 def _fmt(entry: dict | None, digits: int = 1) -> str:
@@ -49,16 +49,16 @@ def _forest_plot(comparisons: list[dict], path: str) -> None:
     plt.close(fig)
 
 
-def _iou_scatter(analysis: Analysis, row: str, path: str) -> bool:
+def iou_scatter(run: RunData, title: str, path: str) -> bool:
+    """IoU-Net's Fig. 2 for one run: predicted IoU and class score vs the true IoU of the
+    detections matched at IoU >= 0.5.  False (nothing drawn) without predicted IoUs."""
+    if run.pred_iou is None:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    seeds = analysis.seeds(row)
-    if not seeds or analysis.runs[(row, seeds[0])].pred_iou is None:
-        return False
-    run = analysis.runs[(row, seeds[0])]
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharex=True)
     for ax, y, name in (
         (axes[0], run.pred_iou, "predicted IoU"),
@@ -67,11 +67,18 @@ def _iou_scatter(analysis: Analysis, row: str, path: str) -> bool:
         ax.scatter(run.tables.pairs.iou, y, s=3, alpha=0.4)
         ax.set_xlabel("IoU with ground truth")
         ax.set_ylabel(name)
-    fig.suptitle(f"{row}, seed {seeds[0]}: detections matched at IoU >= 0.5")
+    fig.suptitle(f"{title}: detections matched at IoU >= 0.5")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _iou_scatter(analysis: Analysis, row: str, path: str) -> bool:
+    seeds = analysis.seeds(row)
+    if not seeds:
+        return False
+    return iou_scatter(analysis.runs[(row, seeds[0])], f"{row}, seed {seeds[0]}", path)
 
 
 def _sigma_reliability(analysis: Analysis, row: str, path: str) -> bool:

@@ -364,28 +364,19 @@ def test_class_agnostic_iou_head_inference():
         _check_instances(inst)
 
 
-def test_iou_report_correlations_and_scatter(tmp_path):
-    from detectron2.structures import BoxMode
+def test_true_iou_is_the_best_same_class_iou():
+    from d2_boxunc.evaluation.matching import true_ious
 
-    from d2_boxunc.evaluation.iou_report import iou_report, save_iou_scatter
-
-    gt = [10.0, 10.0, 60.0, 50.0]
-    d = {"annotations": [{"bbox": gt, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1}]}
+    gt = torch.tensor([[10.0, 10.0, 60.0, 50.0], [0.0, 0.0, 20.0, 20.0]])
     shifts = torch.linspace(0.0, 12.0, 8)
-    boxes = torch.tensor(gt)[None] + torch.stack([shifts, shifts * 0, shifts, shifts * 0], 1)
+    boxes = gt[:1] + torch.stack([shifts, shifts * 0, shifts, shifts * 0], 1)
     inst = Instances((100, 100))
     inst.pred_boxes = Boxes(boxes)
     inst.pred_classes = torch.ones(8, dtype=torch.long)
-    true = pairwise_iou(Boxes(boxes), Boxes(torch.tensor([gt])))[:, 0]
-    inst.pred_ious = true * 0.5 + 0.3  # monotone in the true IoU
-    inst.cls_scores = torch.linspace(0.2, 0.9, 8)  # anti-correlated with it
-    inst.scores = inst.cls_scores * inst.pred_ious
-    report = iou_report([(d, inst)])
-    assert report.num_detections == int((true >= 0.5).sum()) >= 3
-    assert report.spearman_pred_iou == pytest.approx(1.0)
-    assert report.pearson_pred_iou == pytest.approx(1.0, abs=1e-5)
-    assert report.spearman_cls_score == pytest.approx(-1.0)
-    save_iou_scatter(report, str(tmp_path / "s.png"))
-    assert (tmp_path / "s.png").stat().st_size > 1000
-    inst.pred_classes = torch.zeros(8, dtype=torch.long)  # wrong class: true IoU 0, none kept
-    assert iou_report([(d, inst)]).num_detections == 0
+    classes = torch.tensor([1, 2])
+    torch.testing.assert_close(
+        true_ious(inst, gt, classes), pairwise_iou(Boxes(boxes), Boxes(gt[:1]))[:, 0]
+    )
+    inst.pred_classes = torch.zeros(8, dtype=torch.long)  # no GT of this class: 0
+    assert true_ious(inst, gt, classes).tolist() == [0.0] * 8
+    assert true_ious(inst, gt[:0], classes[:0]).tolist() == [0.0] * 8

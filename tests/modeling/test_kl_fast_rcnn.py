@@ -11,7 +11,7 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from d2_boxunc.config import to_synthetic
-from d2_boxunc.evaluation.sigma_report import match_to_ground_truth, sigma_report
+from d2_boxunc.evaluation.matching import match_to_ground_truth
 from d2_boxunc.losses import kl_loss
 from d2_boxunc.modeling.box_regression import Box2BoxTransformXYXY
 from d2_boxunc.modeling.meta_arch import BoxUncRCNN
@@ -235,34 +235,24 @@ def test_postprocess_rescales_std_with_the_boxes():
     torch.testing.assert_close(out.pred_boxes_std, std * scale)
 
 
-def test_sigma_report_on_hand_made_detections():
+def test_matching_is_greedy_by_score_within_a_class():
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 70.0, 90.0], [20.0, 0.0, 30.0, 10.0]])
-    d = {
-        "annotations": [
-            {"bbox": b.tolist(), "bbox_mode": 0, "category_id": 1, "blurred": i == 1}
-            for i, b in enumerate(gt)
-        ]
-    }
     pred = Instances((100, 100))
     err = torch.tensor([[0.5, 0.5, 0.5, 0.5], [3.0, 3.0, 3.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
-    pred.pred_boxes = Boxes(gt + err)
-    pred.scores = torch.tensor([0.9, 0.8, 0.7])
-    pred.pred_classes = torch.tensor([1, 1, 2])  # the third has the wrong class: unmatched
-    pred.pred_boxes_std = err * 2  # sigma ranks exactly like the error
+    pred.pred_boxes = Boxes(torch.cat([gt + err, gt[:1] + 1.0]))
+    pred.scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    pred.pred_classes = torch.tensor([1, 1, 2, 1])  # the third has the wrong class: unmatched
     dets, gts = match_to_ground_truth(pred, gt, torch.ones(3, dtype=torch.long))
-    assert dets.tolist() == [0, 1] and gts.tolist() == [0, 1]
-    report = sigma_report([(d, pred)])
-    assert report.num_matched == 2 and report.spearman_sigma_vs_error == pytest.approx(1.0)
-    assert report.num_blurred == 1 and report.num_sharp == 1
-    # blurred object: sigma 6 over sizes (20, 40, 20, 40) -> mean 0.225; sharp: 1 / 10
-    assert report.rel_sigma_blurred == pytest.approx(0.225)
-    assert report.rel_sigma_sharp == pytest.approx(0.1)
+    # the 4th detection (highest score) takes GT 0 first; detection 0 then has no GT left
+    assert dets.tolist() == [3, 1] and gts.tolist() == [0, 1]
+    empty = match_to_ground_truth(pred[:0], gt, torch.ones(3, dtype=torch.long))
+    assert [t.numel() for t in empty] == [0, 0]
 
 
 def test_sigma_at_ground_truth_reads_the_head_on_the_true_boxes():
     from detectron2.data import DatasetCatalog
 
-    from d2_boxunc.evaluation.sigma_report import sigma_at_ground_truth
+    from d2_boxunc.evaluation.sigma_probe import sigma_at_ground_truth
 
     cfg = to_synthetic(LazyConfig.load(KL_CONFIG), max_iter=1)
     model = instantiate(cfg.model)
