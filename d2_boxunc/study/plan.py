@@ -79,6 +79,13 @@ METHODS: dict[str, Method] = {
             control=True,
         ),
         Method(
+            "kl_sg",
+            "KL-Loss, variance layer without gradient into the shared features (control)",
+            f"{KL}.py",
+            overrides=("model.roi_heads.box_predictor.logvar_stop_gradient=True",),
+            control=True,
+        ),
+        Method(
             "iounet",
             "IoU-Net (IoU-NMS + refine)",
             f"{IOUNET}_1x.py",
@@ -198,6 +205,13 @@ CLAIMS: list[Claim] = [
     Claim(
         "KL loss alone does not lower AP vs its coder control",
         "kl",
+        "kl_ctrl",
+        "AP",
+        "KL-Loss Tab. 1",
+    ),
+    Claim(
+        "KL loss alone, variance kept out of the shared features, vs its coder control",
+        "kl_sg",
         "kl_ctrl",
         "AP",
         "KL-Loss Tab. 1",

@@ -85,6 +85,20 @@ def test_box_loss_is_kl_normalised_by_sampled_rois_and_reaches_both_layers(agnos
     assert pred.bbox_pred.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("stop", [False, True])
+def test_logvar_stop_gradient_keeps_the_variance_out_of_the_shared_features(stop):
+    pred = make_predictor(logvar_stop_gradient=stop)
+    x = torch.randn(12, FEAT, requires_grad=True)
+    scores, deltas, log_vars = pred(x)
+    log_vars.sum().backward()  # the variance layer's gradient alone
+    assert pred.bbox_pred_logvar.weight.grad.abs().sum() > 0  # the layer itself still learns
+    assert (x.grad is None or (x.grad == 0).all()) == stop
+    plain = make_predictor()
+    plain.load_state_dict(pred.state_dict())
+    for a, b in zip(pred(x), plain(x)):  # the switch changes gradients only, not values
+        torch.testing.assert_close(a, b)
+
+
 def test_no_foreground_gives_zero_loss_attached_to_graph():
     pred = make_predictor()
     p = proposals_with_gt()

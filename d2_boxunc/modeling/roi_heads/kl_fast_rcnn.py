@@ -62,6 +62,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         soft_nms_sigma: float = 0.5,
         prune_thresh: float = 0.001,
         variance_space: str = "delta",
+        logvar_stop_gradient: bool = False,
         **kwargs,
     ):
         """
@@ -77,6 +78,10 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
             prune_thresh: soft-NMS drops boxes whose decayed score falls below it.
             variance_space: ``"delta"`` votes with alpha as predicted (both references);
                 ``"pixel"`` converts it to pixels with the proposal size first.
+            logvar_stop_gradient: the log-variance layer reads the shared box-head features
+                without sending its gradient back into them (not in the paper: a control for
+                whether learning the variance competes with classification for those features,
+                docs/study.md). Default: False.
         """
         super().__init__(
             input_shape, box2box_transform=box2box_transform, num_classes=num_classes, **kwargs
@@ -106,11 +111,13 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         self.soft_nms_sigma = soft_nms_sigma
         self.prune_thresh = prune_thresh
         self.variance_space = variance_space
+        self.logvar_stop_gradient = bool(logvar_stop_gradient)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if x.dim() > 2:
             x = torch.flatten(x, start_dim=1)
-        return self.cls_score(x), self.bbox_pred(x), self.bbox_pred_logvar(x)
+        logvar_in = x.detach() if self.logvar_stop_gradient else x
+        return self.cls_score(x), self.bbox_pred(x), self.bbox_pred_logvar(logvar_in)
 
     # ---- training --------------------------------------------------------------------------
     def losses(self, predictions, proposals):
