@@ -27,4 +27,5 @@ box_predictor = L(KLFastRCNNOutputLayers)(
     soft_nms_sigma=0.5,
     prune_thresh=0.001,
     variance_space="delta",
+    logvar_stop_gradient=False,
 )
