@@ -267,29 +267,37 @@ def compare(dev: str = "cuda") -> list[tuple[str, bool, str]]:
 
 
 # -------------------------------------------------------------------- in-process: timings
-def bench() -> list[tuple[str, bool, str]]:
+def bench(dev: str = "cuda", scale: int = 1) -> list[tuple[str, bool, str]]:
+    """GPU timings. ``dev="cpu"`` with ``scale`` > 1 (sizes divided by it) is a smoke test of this
+    code without a GPU."""
     import torch
     from torchvision.ops import nms, roi_align
 
     import d2_boxunc  # noqa: F401
     from d2_boxunc.layers import batched_kl_nms, batched_soft_nms, iou_guided_nms, prroi_pool
 
+    def sync():
+        if dev == "cuda":
+            torch.cuda.synchronize()
+
     def cuda_ms(fn, reps=20):
+        reps = max(1, reps // scale)
         fn()
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
-        torch.cuda.synchronize()
+        sync()
         return (time.perf_counter() - t0) / reps * 1e3
 
     rows = []
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 256, 200, 272, generator=g).cuda().requires_grad_()
-    xy = torch.rand(512, 2, generator=g) * 900
-    wh = torch.rand(512, 2, generator=g) * 100 + 32
-    b = torch.randint(0, 2, (512, 1), generator=g).float()
-    rois = torch.cat([b, xy, xy + wh], 1).cuda().requires_grad_()
+    x = torch.randn(2, 256 // scale, 200, 272, generator=g).to(dev).requires_grad_()
+    k = 512 // scale
+    xy = torch.rand(k, 2, generator=g) * 900
+    wh = torch.rand(k, 2, generator=g) * 100 + 32
+    b = torch.randint(0, 2, (k, 1), generator=g).float()
+    rois = torch.cat([b, xy, xy + wh], 1).to(dev).requires_grad_()
 
     def prroi_fb():
         prroi_pool(x, rois, 7, 0.25).sum().backward()
@@ -305,19 +313,19 @@ def bench() -> list[tuple[str, bool, str]]:
     rows.append(
         ("PrRoIPool fwd+bwd vs roi_align", True, f"{p:.2f} ms vs {a:.2f} ms ({p / a:.1f}x)")
     )
-    n = 5000
+    n = 5000 // scale
     ctr = torch.rand(n // 50, 2, generator=g) * torch.tensor([1333.0, 800.0])
     c = ctr[torch.randint(0, len(ctr), (n,), generator=g)] + torch.randn(n, 2, generator=g) * 10
     wh = torch.rand(n, 2, generator=g) * 100 + 16
-    boxes = torch.cat([c - wh / 2, c + wh / 2], 1).cuda()
-    scores, ious = torch.rand(n, generator=g).cuda(), torch.rand(n, generator=g).cuda()
-    cls = torch.randint(0, 80, (n,), generator=g).cuda()
+    boxes = torch.cat([c - wh / 2, c + wh / 2], 1).to(dev)
+    scores, ious = torch.rand(n, generator=g).to(dev), torch.rand(n, generator=g).to(dev)
+    cls = torch.randint(0, 80, (n,), generator=g).to(dev)
     t_iou = cuda_ms(lambda: iou_guided_nms(boxes, scores, ious, 0.5))
     t_nms = cuda_ms(lambda: nms(boxes, scores, 0.5))
     rows.append((f"IoU-guided NMS vs nms, {n} boxes", True, f"{t_iou:.2f} ms vs {t_nms:.2f} ms"))
-    for k in (1000, n):
+    for k in (1000 // scale, n):
         b, s, c = boxes[:k], scores[:k], cls[:k]
-        lv = torch.zeros(k, 4, device="cuda") - 2
+        lv = torch.zeros(k, 4, device=dev) - 2
         t_soft = cuda_ms(lambda b=b, s=s, c=c: batched_soft_nms(b, s, c), reps=5)
         t_kl = cuda_ms(lambda b=b, s=s, lv=lv, c=c: batched_kl_nms(b, s, lv, c), reps=5)
         rows.append(
