@@ -12,7 +12,7 @@ PKG_STAMP := $(VENV)/.stamp-d2_boxunc
 CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: setup demo study test lint format bench doctor cuda-check clean
+.PHONY: setup demo study test lint format bench doctor cuda-check gpu-check clean
 
 setup: $(PKG_STAMP)
 
@@ -72,6 +72,14 @@ cuda-check: setup
 	    -D_GLIBCXX_USE_CXX11_ABI=$$abi -Icsrc $$inc -I$$pyinc $$wheelinc -c $$f -o $$out/$$(basename $$f).o || status=1; \
 	done; rm -rf $$out; \
 	if [ $$status -eq 0 ]; then echo "cuda-check: all .cu files compile for sm_90"; fi; exit $$status
+
+# The first thing to run on a machine with a GPU (docs/gpu.md#gpu-check): build with CUDA, run the
+# needs_cuda tests, compare every op's CUDA and CPU results, time the ops against torchvision and
+# train 20 AMP iterations of each method, one summary table. Without a GPU: "skipped: no GPU".
+gpu-check:
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "skipped: no GPU"; exit 0; fi; \
+	$(MAKE) --no-print-directory setup && $(PY) dev/gpu_check.py
 
 clean:
 	rm -rf build d2_boxunc/_C*.so *.egg-info output

@@ -12,7 +12,7 @@
 Writes benchmarks/results/alrp.json.
 
     python benchmarks/bench_alrp.py [--anchors 100000] [--classes 80] [--device cpu|cuda]
-                                    [--threads 1] [--iters 20]
+                                    [--threads 1] [--iters 20] [--output FILE]
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of the sorted path")
     parser.add_argument("--loop-repeats", type=int, default=1)
     parser.add_argument("--iters", type=int, default=20, help="timed training iterations")
+    parser.add_argument(
+        "--output",
+        default=os.path.join(ROOT, "benchmarks", "results", "alrp.json"),
+        help="where to write the results (JSON)",
+    )
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -176,7 +181,7 @@ def main() -> None:
             )
         )
 
-    out = os.path.join(ROOT, "benchmarks", "results", "alrp.json")
+    out = args.output
     os.makedirs(os.path.dirname(out), exist_ok=True)
     meta = {
         "machine": platform.machine(),

@@ -6,6 +6,7 @@ after which the ops are reachable as ``torch.ops.d2_boxunc.*``.
 
 import importlib.util
 import logging
+import os
 
 import torch
 
@@ -55,3 +56,28 @@ def check_device_supported(t: torch.Tensor, name: str) -> None:
             f"{name} is a CUDA tensor but d2_boxunc was built without CUDA kernels. "
             "Rebuild on a machine with the CUDA toolkit (or with FORCE_CUDA=1)."
         )
+
+
+#: Environment switch of the input value checks of the op wrappers (docs/gpu.md#host-syncs).
+CHECK_VALUES_ENV = "D2_BOXUNC_CHECK_VALUES"
+
+
+def host_value_checks(t: torch.Tensor) -> bool:
+    """Whether an op wrapper should check the *values* of ``t`` on the host (finite boxes, valid
+    batch indices, positive variances...).
+
+    Reading a value of a CUDA tensor on the host is a device->host sync, which stalls the launch
+    queue on every call. So these checks run by default only for CPU tensors (where they cost a
+    pass over the data and no sync), never while tracing with torch.compile, and for tensors on
+    any other device only when ``D2_BOXUNC_CHECK_VALUES=1`` (a debug switch). ``=0`` turns them
+    off on the CPU too. Shape, dtype and device checks always run (they read metadata only). On
+    CUDA the kernels treat invalid values safely without them (docs/gpu.md#host-syncs).
+    """
+    if torch.compiler.is_compiling():
+        return False
+    switch = os.environ.get(CHECK_VALUES_ENV, "")
+    if switch == "1":
+        return True
+    if switch == "0":
+        return False
+    return t.device.type == "cpu"

@@ -13,7 +13,7 @@
 
 #include <cstdint>
 
-#include "common/box_utils.h"  // HOST_DEVICE
+#include "common/host_device.h"
 
 namespace d2_boxunc {
 

@@ -2,11 +2,7 @@
 // Boxes are (x1, y1, x2, y2) with no "+1": width = x2 - x1. Inverted boxes have area 0.
 #pragma once
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define HOST_DEVICE __host__ __device__
-#else
-#define HOST_DEVICE
-#endif
+#include "common/host_device.h"
 
 namespace d2_boxunc {
 

@@ -10,11 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define HOST_DEVICE __host__ __device__
-#else
-#define HOST_DEVICE
-#endif
+#include "common/host_device.h"
 
 namespace d2_boxunc {
 namespace prroi {
@@ -125,9 +121,13 @@ HOST_DEVICE inline T bin_edge(T start, T bin_size, int64_t q) {
 }
 
 // Exact integral of the interpolant over [ax, bx] x [ay, by] on one H x W plane (no 1/area).
+// Sample (i, j) of the plane is plane[i * sh + j * sw]: any memory layout (NCHW: sh = W, sw = 1;
+// channels-last: sh = W * C, sw = C). The sum is the separable one of the CPU kernel:
+// sum_i Ky(i) (sum_j F[i, j] Kx(j)).
 template <typename T>
 HOST_DEVICE inline T bin_integral(
-    const T* plane, int64_t height, int64_t width, T ax, T bx, T ay, T by) {
+    const T* plane, int64_t height, int64_t width, int64_t sh, int64_t sw, T ax, T bx, T ay,
+    T by) {
   int64_t i_lo, i_hi, j_lo, j_hi;
   support(ay, by, height, &i_lo, &i_hi);
   support(ax, bx, width, &j_lo, &j_hi);
@@ -136,7 +136,7 @@ HOST_DEVICE inline T bin_integral(
     const T wy = tent_weight(ay, by, i);
     T row = T(0);
     for (int64_t j = j_lo; j <= j_hi; ++j) {
-      row += plane[i * width + j] * tent_weight(ax, bx, j);
+      row += plane[i * sh + j * sw] * tent_weight(ax, bx, j);
     }
     sum += wy * row;
   }
@@ -146,14 +146,14 @@ HOST_DEVICE inline T bin_integral(
 // Integral of the interpolant along the vertical segment x = x0, y in [ay, by].
 template <typename T>
 HOST_DEVICE inline T vertical_line_integral(
-    const T* plane, int64_t height, int64_t width, T x0, T ay, T by) {
+    const T* plane, int64_t height, int64_t width, int64_t sh, int64_t sw, T x0, T ay, T by) {
   const Taps<T> tx = point_taps(x0, width);
   int64_t i_lo, i_hi;
   support(ay, by, height, &i_lo, &i_hi);
   T sum = T(0);
   for (int64_t i = i_lo; i <= i_hi; ++i) {
-    const T* row = plane + i * width;
-    sum += tent_weight(ay, by, i) * (tx.w0 * row[tx.j0] + tx.w1 * row[tx.j1]);
+    const T* row = plane + i * sh;
+    sum += tent_weight(ay, by, i) * (tx.w0 * row[tx.j0 * sw] + tx.w1 * row[tx.j1 * sw]);
   }
   return sum;
 }
@@ -161,15 +161,15 @@ HOST_DEVICE inline T vertical_line_integral(
 // Integral of the interpolant along the horizontal segment y = y0, x in [ax, bx].
 template <typename T>
 HOST_DEVICE inline T horizontal_line_integral(
-    const T* plane, int64_t height, int64_t width, T y0, T ax, T bx) {
+    const T* plane, int64_t height, int64_t width, int64_t sh, int64_t sw, T y0, T ax, T bx) {
   const Taps<T> ty = point_taps(y0, height);
   int64_t j_lo, j_hi;
   support(ax, bx, width, &j_lo, &j_hi);
-  const T* r0 = plane + ty.j0 * width;
-  const T* r1 = plane + ty.j1 * width;
+  const T* r0 = plane + ty.j0 * sh;
+  const T* r1 = plane + ty.j1 * sh;
   T sum = T(0);
   for (int64_t j = j_lo; j <= j_hi; ++j) {
-    sum += tent_weight(ax, bx, j) * (ty.w0 * r0[j] + ty.w1 * r1[j]);
+    sum += tent_weight(ax, bx, j) * (ty.w0 * r0[j * sw] + ty.w1 * r1[j * sw]);
   }
   return sum;
 }

@@ -14,6 +14,10 @@ Boxes are ``(x1, y1, x2, y2)`` without "+1". The exact conventions
   ``t = 1`` takes none), score thresholds must be finite, widths (``sigma``, ``sigma_t``,
   ``soft_sigma``) finite and > 0. NaN is rejected everywhere (it would silently disable a
   comparison). Each violation is a one-line ``ValueError`` naming the argument.
+- Tensor *values* (finite boxes and scores, positive variances) are checked on the host for CPU
+  tensors only: on CUDA that would be a device->host sync per call, so there it is opt-in with
+  ``D2_BOXUNC_CHECK_VALUES=1`` (docs/gpu.md#host-syncs). Unchecked non-finite values do not crash
+  the kernels, but their results are unspecified.
 
 The ops are inference-only: inputs are detached, and no gradient flows through them.
 """
@@ -63,8 +67,10 @@ def _check_like(t: Tensor, name: str, boxes: Tensor, shape: tuple[int, ...], dty
 
 
 def _check_values(t: Tensor, name: str, positive: bool = False) -> None:
-    """Eager-only value checks (a data-dependent branch cannot be traced by torch.compile)."""
-    if torch.compiler.is_compiling() or t.numel() == 0:
+    """Value checks: eager only (a data-dependent branch cannot be traced by torch.compile), and
+    only where they need no device->host sync: CPU tensors, or any device with
+    ``D2_BOXUNC_CHECK_VALUES=1`` (see :func:`d2_boxunc._extension.host_value_checks`)."""
+    if t.numel() == 0 or not _extension.host_value_checks(t):
         return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite (found NaN or inf)")

@@ -92,8 +92,12 @@ def _check(input: Tensor, rois: Tensor, spatial_scale: float) -> None:
         )
     if _extension.has_ops():
         _extension.check_device_supported(input, "input")
-    if torch.compiler.is_compiling() or rois.shape[0] == 0:
-        return  # value checks need a host sync; the kernels treat bad RoIs as empty anyway
+    if rois.shape[0] == 0 or not _extension.host_value_checks(rois):
+        # On CUDA reading values would be a device->host sync per call (IoU-Net refinement pools
+        # every FPN level at every step): skipped unless D2_BOXUNC_CHECK_VALUES=1. The kernels
+        # treat a RoI with a non-finite coordinate or an out-of-range batch index as empty
+        # (output 0, gradient 0); a fractional batch index is truncated.
+        return
     coords = rois.detach()
     if not torch.isfinite(coords).all():
         raise ValueError("rois must contain only finite coordinates (found NaN or inf)")

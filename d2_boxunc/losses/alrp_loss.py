@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from d2_boxunc._extension import cuda_version, has_ops
+from d2_boxunc._extension import cuda_version, has_ops, host_value_checks
 from d2_boxunc.losses import _alrp_fakes  # noqa: F401  (fake kernels of the band ops)
 
 __all__ = ["alrp_cls", "alrp_loc", "ap_loss"]
@@ -237,7 +237,9 @@ class _CompiledBands(_Bands):
         # values are compared with the edges rounded to their dtype (see _TorchBands)
         self.e = self.edges.to(s.dtype)
         cnt, tot = torch.ops.d2_boxunc.alrp_band_stats(s, y, self.e)
-        if bool(cnt[-1] > 0):
+        if not host_value_checks(cnt):  # CUDA: no sync (docs/gpu.md#host-syncs)
+            torch._assert_async(cnt[-1] == 0, f"{fn}: negative logit(s) are NaN or infinite")
+        elif bool(cnt[-1] > 0):
             raise ValueError(f"{fn}: {int(cnt[-1])} negative logit(s) are NaN or infinite")
         self._prefix(cnt[:-1], tot)
 
@@ -265,7 +267,11 @@ def _split(logits: Tensor, labels: Tensor, pos_idx: Tensor, delta: float, fn: st
     s = logits.reshape(-1)
     y = labels.reshape(-1)
     u = s[pos_idx].double()
-    if not bool(torch.isfinite(u).all()):
+    if not host_value_checks(u):  # CUDA: no sync (docs/gpu.md#host-syncs)
+        torch._assert_async(
+            torch.isfinite(u).all(), f"{fn}: the logits of the positives contain NaN or infinity"
+        )
+    elif not bool(torch.isfinite(u).all()):
         raise ValueError(f"{fn}: the logits of the positives contain NaN or infinity")
     if _use_compiled(s):
         if y.dtype == torch.bool:

@@ -1,7 +1,8 @@
 """FPN RoI pooler that pools with PrRoIPool, so box coordinates receive gradients."""
 
+import torch
 from detectron2.modeling.poolers import ROIPooler
-from torch import nn
+from torch import Tensor, nn
 
 from d2_boxunc.layers import PrRoIPool
 
@@ -35,3 +36,12 @@ class PrRoIPooler(ROIPooler):
         self.level_poolers = nn.ModuleList(
             PrRoIPool(self.output_size, spatial_scale=scale, aligned=aligned) for scale in scales
         )
+
+    def forward(self, x: list[Tensor], box_lists: list) -> Tensor:
+        # Under autocast PrRoIPool computes in, and returns, float32 (its autocast registration
+        # casts the inputs). detectron2's ROIPooler allocates its output in the maps' dtype, so
+        # half-precision maps (AMP) are cast here, once per level, instead of inside the op: the
+        # same copy, and the pooled features and their buffer agree.
+        if x and x[0].dtype != torch.float32 and torch.is_autocast_enabled(x[0].device.type):
+            x = [f.float() for f in x]
+        return super().forward(x, box_lists)

@@ -465,6 +465,15 @@ def test_device_matches_reference(device):
     torch.testing.assert_close(
         voted.cpu(), ref.var_voting(boxes[:20], boxes, log_vars.exp()), rtol=1e-5, atol=1e-4
     )
+    # every result on the inputs' device (soft-NMS and KL-NMS on CUDA: a host round-trip)
+    results = [
+        *batched_soft_nms(d[0], d[1], d[4]),
+        *batched_kl_nms(d[0], d[1], d[3], d[4]),
+        *soft_nms(d[0], d[1]),
+        *iou_guided_nms(d[0], d[1], d[2], 0.5),
+        voted,
+    ]
+    assert all(t.device.type == device for t in results)
 
 
 NAN, INF = float("nan"), float("inf")

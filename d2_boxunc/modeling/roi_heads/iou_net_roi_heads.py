@@ -57,6 +57,20 @@ def _check(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
+def _refinement_map(feature: Tensor) -> Tensor:
+    """A feature map as the refinement steps pool it, prepared once per image batch.
+
+    The CPU PrRoIPool kernel reads a channels-last map in place and transposes an NCHW one into
+    channel-group slices at every call, so on the CPU the map is converted to channels-last once
+    here instead of at each of the ~6 evaluations. The CUDA kernel reads either layout through
+    its strides, so a CUDA map is used as it is (no copy; docs/gpu.md#layouts).
+    """
+    feature = feature.detach()
+    if feature.device.type == "cpu":
+        return feature.contiguous(memory_format=torch.channels_last)
+    return feature
+
+
 class IoUNetROIHeads(StandardROIHeads):
     """``StandardROIHeads`` plus IoU-Net's IoU branch. See the module docstring."""
 
@@ -340,8 +354,7 @@ class IoUNetROIHeads(StandardROIHeads):
             return list(boxes), [b.new_zeros((0,)) for b in boxes]
         device = boxes[0].device
         with torch.inference_mode(False), torch.enable_grad():
-            # channels-last once here, instead of a copy inside every PrRoIPool call of every step
-            feats = [f.detach().clone(memory_format=torch.channels_last) for f in features]
+            feats = [_refinement_map(f) for f in features]
             B = cat([b.detach().float() for b in boxes]).clone()
             C = cat(list(classes)).clone()
             img = torch.repeat_interleave(
