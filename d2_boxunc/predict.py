@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    import d2_boxunc  # noqa: F401  (compiled ops, datasets)
+    import d2_boxunc.data  # noqa: F401  (compiled ops, datasets)
     from d2_boxunc.config.cli import ConfigError
     from d2_boxunc.visualize import draw_instances, load_model
 
