@@ -164,6 +164,14 @@ class PrRoIPool(nn.Module):
     def forward(self, input: Tensor, rois: Tensor | list[Tensor]) -> Tensor:
         return prroi_pool(input, rois, self.output_size, self.spatial_scale, self.aligned)
 
+    def rois_grad(self, grad: Tensor, input: Tensor, rois: Tensor, output: Tensor) -> Tensor:
+        """d(sum(grad * output)) / d rois, (K, 5) (column 0 is 0), through the compiled backward
+        op: box refinement's gradient without autograd, for ``torch.export``."""
+        _extension.assert_has_ops()
+        ph, pw = self.output_size
+        args = (float(self.spatial_scale), ph, pw, self.aligned, False, True)
+        return torch.ops.d2_boxunc._prroi_pool_backward(grad, input, rois, output, *args)[1]
+
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(output_size={self.output_size}, "
