@@ -229,6 +229,15 @@ def _predict_probs(self, predictions, proposals):
     return probs.split(_counts(proposals))
 
 
+def _nms_fake(dets: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Fake kernel of ``torchvision::nms`` with 0 <= kept <= N. torchvision's own declares the
+    count with the old default minimum of 2, which the program would then assert at run time
+    (an image with one detection would fail)."""
+    from d2_boxunc.ops import _dynamic_keep
+
+    return _dynamic_keep(dets)[0]
+
+
 @contextlib.contextmanager
 def export_patches():
     """Inside the block, detectron2's inference uses the branch-free functions above."""
@@ -253,13 +262,16 @@ def export_patches():
         (kl_fast_rcnn, "fast_rcnn_inference_single_image", _fast_rcnn_inference_single_image),
     ]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    lib = torch.library.Library("torchvision", "FRAGMENT")  # destroyed: torchvision's fake again
     try:
+        torch.library.register_fake("torchvision::nms", _nms_fake, lib=lib)
         for module, name, fn in patches:
             setattr(module, name, fn)
         yield
     finally:
         for module, name, fn in saved:
             setattr(module, name, fn)
+        lib._destroy()
 
 
 def export_model(model: nn.Module, example: Tensor) -> tuple[torch.export.ExportedProgram, tuple]:
