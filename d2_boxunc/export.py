@@ -6,18 +6,20 @@
 Load it anywhere with torch and the compiled ops of this package (``d2_boxunc.ops`` imports
 torch only, never detectron2)::
 
-    import torch, d2_boxunc.ops
-    program = torch.export.load("model.pt2").module()
+    import d2_boxunc.ops
+    program, meta = d2_boxunc.ops.load_exported("model.pt2")
+    # or: import torch, d2_boxunc.ops; program = torch.export.load("model.pt2").module()
     boxes, scores, classes, *extra = program(image)
 
-``image`` is a float32 ``(3, H, W)`` tensor of 0-255 pixel values in the config's channel order
-(``input_format``, BGR for detectron2's configs; the order is stored in the file, see
-:func:`read_meta`), already resized as the config's test augmentation resizes (for example a
-short side of 800). Any ``H, W`` works (dynamic shapes). The outputs, in the pixels of
-``image``: ``boxes`` (K, 4) XYXY, ``scores`` (K,), ``classes`` (K,) int64, then per method
-``bbox_std`` (K, 4): the sigma of each coordinate (KL-Loss) and ``pred_iou`` (K,): the predicted
-IoU (IoU-Net); their names are stored in the file too. They equal the eager model's
-``model([{"image": image}])`` (docs/design.md#export).
+``image`` is a float32 ``(3, H, W)`` CPU tensor of 0-255 pixel values in the config's channel
+order (``meta["input_format"]``: BGR for detectron2's configs), already resized as the config's
+test augmentation resizes (for example a short side of 800); ``H`` and ``W`` may be anything
+from ``MIN_SIZE`` to ``MAX_SIZE`` (dynamic shapes). The outputs, in the pixels of ``image``:
+``boxes`` (K, 4) XYXY, ``scores`` (K,), ``classes`` (K,) int64, then per method ``bbox_std``
+(K, 4): the sigma of each coordinate (KL-Loss), or ``pred_iou`` (K,): the predicted IoU
+(IoU-Net); ``meta["outputs"]`` names them, ``meta["classes"]`` the classes. They equal the
+eager model's ``model([{"image": image}])`` (docs/design.md#export). Mask heads are not
+exported (boxes only).
 
 Mistakes (missing config or checkpoint, a checkpoint that does not fit the config) are one line,
 ``export: error: ...``, exit code 2, as for ``python -m d2_boxunc.predict``.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 
 import torch
@@ -35,7 +38,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 PROG = "export"
-META_FILE = "d2_boxunc.json"  # extra file in the .pt2 archive: input format, output names
 # image sizes the program accepts: the coarsest FPN level (stride 128 for RetinaNet's P7) must be
 # larger than 1x1, or the trace would differ (e.g. GroupNorm on one value)
 MIN_SIZE, MAX_SIZE = 160, 8192
@@ -284,3 +286,67 @@ def export_model(model: nn.Module, example: Tensor) -> tuple[torch.export.Export
     with export_patches(), torch.no_grad():
         program = torch.export.export(wrapper, (example,), dynamic_shapes=(dims,), strict=False)
     return program, extra
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m d2_boxunc.export",
+        description="Export a trained model with torch.export to a .pt2 file that runs with "
+        "torch and d2_boxunc.ops alone (no detectron2).",
+    )
+    p.add_argument("--config-file", required=True, metavar="FILE")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="e.g. model_final.pth")
+    p.add_argument("--output", required=True, metavar="FILE", help="e.g. model.pt2")
+    p.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="apply the CPU switch (for checkpoints trained with train_net.py --synthetic)",
+    )
+    p.add_argument("opts", nargs="*", metavar="key=value", help="config overrides")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from d2_boxunc.ops import EXPORT_META
+    from d2_boxunc.predict import (
+        PredictError,
+        check_model_files,
+        dataset_metadata,
+        input_format,
+        load_checked_model,
+    )
+
+    args = get_parser().parse_args(argv)
+    try:
+        check_model_files(args)
+        if os.path.isdir(args.output):
+            raise PredictError(f"--output {args.output} is a folder, not a file")
+        model, cfg = load_checked_model(args, "cpu", [o for o in args.opts if o != "--"])
+    except PredictError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    if getattr(getattr(model, "roi_heads", None), "mask_on", False):
+        print(f"{PROG}: note: the mask head is not exported (boxes only)", file=sys.stderr)
+    example = torch.rand(3, 320, 416, generator=torch.Generator().manual_seed(0)) * 255
+    try:
+        program, extra = export_model(model, example)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(
+            f"{PROG}: error: cannot export this model: {type(e).__name__}: {first}", file=sys.stderr
+        )
+        return 1
+    meta = {
+        "input_format": input_format(cfg),
+        "outputs": ["boxes", "scores", "classes"] + [EXTRA_FIELDS[f] for f in extra],
+        "classes": list(dataset_metadata(cfg).get("thing_classes", None) or []),
+        "min_size": MIN_SIZE,
+        "max_size": MAX_SIZE,
+    }
+    torch.export.save(program, args.output, extra_files={EXPORT_META: json.dumps(meta)})
+    print(f"exported to {args.output}: outputs {', '.join(meta['outputs'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

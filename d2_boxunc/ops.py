@@ -12,11 +12,24 @@ d2_boxunc.export`` loads with ``import d2_boxunc.ops; torch.export.load(path)`` 
 API (argument checks, Python fallbacks) is ``d2_boxunc.layers`` and ``d2_boxunc.losses``.
 """
 
+import json
+
 import torch
 
 from d2_boxunc._extension import has_ops
 
-__all__ = ["has_ops"]
+__all__ = ["has_ops", "load_exported"]
+
+EXPORT_META = "d2_boxunc.json"  # extra file in a .pt2 of ``python -m d2_boxunc.export``
+
+
+def load_exported(path: str) -> tuple[torch.nn.Module, dict]:
+    """``(program, meta)`` of a file written by ``python -m d2_boxunc.export``: the callable
+    ``image -> (boxes, scores, classes, ...)`` and its description (``input_format``,
+    ``outputs``, ``classes``, ``min_size`` / ``max_size``)."""
+    extra = {EXPORT_META: ""}
+    program = torch.export.load(path, extra_files=extra)
+    return program.module(), json.loads(extra[EXPORT_META] or "{}")
 
 
 # --- NMS family: the number of kept boxes depends on the data (an unbacked symbolic size); the
