@@ -7,7 +7,7 @@ reachable as ``torch.ops.d2_boxunc.*``) and registers, in Python:
   ``torch.export``;
 - PrRoIPool's autograd formula (through ``_prroi_pool_backward``) and its autocast rule.
 
-It imports torch only (not detectron2), so that a program written by ``python -m
+It imports torch and torchvision only (not detectron2), so that a program written by ``python -m
 d2_boxunc.export`` loads with ``import d2_boxunc.ops; torch.export.load(path)`` alone. The user
 API (argument checks, Python fallbacks) is ``d2_boxunc.layers`` and ``d2_boxunc.losses``.
 """
@@ -15,6 +15,7 @@ API (argument checks, Python fallbacks) is ``d2_boxunc.layers`` and ``d2_boxunc.
 import json
 
 import torch
+import torchvision  # noqa: F401  (registers torchvision::nms, which exported R-CNNs call)
 
 from d2_boxunc._extension import has_ops
 
