@@ -81,7 +81,7 @@ class ExportableDetector(nn.Module):
         out = [r.pred_boxes.tensor[keep], r.scores[keep], r.pred_classes[keep]]
         for field in self.extra:
             value = getattr(r, field)[keep]
-            out.append(value.reshape(value.shape[0], -1).squeeze(1))
+            out.append(value[:, 0] if value.dim() == 2 and value.shape[1] == 1 else value)
         return tuple(out)
 
 
