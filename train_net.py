@@ -45,7 +45,7 @@ from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import d2_boxunc  # noqa: F401  (loads the compiled ops, registers the synthetic datasets)
+import d2_boxunc.data  # noqa: F401  (loads the compiled ops, registers the synthetic datasets)
 from d2_boxunc.config.cli import (
     ConfigError,
     add_own_data_arguments,

@@ -27,7 +27,7 @@ import time
 import torch
 from tabulate import tabulate
 
-import d2_boxunc  # noqa: F401
+import d2_boxunc.data  # noqa: F401  (registers the synthetic datasets)
 from d2_boxunc.losses import alrp_cls, alrp_loc, ap_loss
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

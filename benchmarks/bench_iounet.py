@@ -33,7 +33,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling.poolers import ROIPooler
 from tabulate import tabulate
 
-import d2_boxunc  # noqa: F401
+import d2_boxunc.data  # noqa: F401  (registers the synthetic datasets)
 from d2_boxunc.config.cli import load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown method '{unknown[0]}'; choose from {', '.join(METHODS)} or all")
 
-    import d2_boxunc  # noqa: F401
+    import d2_boxunc.data  # noqa: F401  (registers the synthetic datasets)
     from d2_boxunc.data import SPLITS, ensure_generated
 
     t0 = time.time()

@@ -262,18 +262,60 @@ def _split_overrides(inputs: list[str]) -> tuple[list[str], list[str]]:
     return keep, opts
 
 
-def _check_arguments(args) -> tuple[list[str], str]:
-    """Everything that can be checked before the model is built: (image paths, device)."""
-    import torch
-
+def check_model_files(args) -> None:
+    """Resolve ``args.config_file`` (a path or a model-zoo name) and check that
+    ``args.checkpoint`` exists; :class:`PredictError` otherwise."""
     from d2_boxunc.config.cli import ConfigError, resolve_config_file
 
     try:
-        args.config_file = resolve_config_file(args.config_file)  # a path or a model-zoo name
+        args.config_file = resolve_config_file(args.config_file)
     except ConfigError as e:
         raise PredictError(str(e)) from None
     if "://" not in args.checkpoint and not os.path.isfile(args.checkpoint):
         raise PredictError(f"checkpoint not found: {args.checkpoint}")
+
+
+def load_checked_model(args, device: str, opts: list[str]):
+    """``(model, cfg)``: the model of ``args.config_file`` (eval mode, on ``device``) with the
+    weights of ``args.checkpoint``; a checkpoint that does not load or does not fit the config is
+    a :class:`PredictError` in one line. Shared by ``predict`` and ``export``."""
+    from d2_boxunc.config.cli import ConfigError
+    from d2_boxunc.visualize import load_model
+
+    try:
+        # the config's own init_checkpoint is not used (and need not exist); --device goes
+        # first, so that an explicit train.device=... override still wins
+        first = ["train.init_checkpoint=", f"train.device={device}"]
+        # a checkpoint that does not fit is reported below in one line, not per tensor
+        with _quiet("fvcore.common.checkpoint", args.checkpoint.endswith(".pth")):
+            model, cfg = load_model(
+                args.config_file,
+                args.checkpoint,
+                first + opts,
+                args.synthetic,
+                test_coco=getattr(args, "test_coco", None),
+            )
+    except ConfigError as e:
+        raise PredictError(str(e)) from None
+    except Exception as e:  # a corrupt or foreign checkpoint, a config that does not build
+        raise PredictError(
+            f"cannot load the model from {args.checkpoint}: {_first_line(e)}"
+        ) from None
+    mismatch = checkpoint_mismatch(model, args.checkpoint)
+    if mismatch:
+        raise PredictError(
+            f"checkpoint {args.checkpoint} does not fit the model of {args.config_file}: "
+            f"{mismatch}; was it trained with this config, with the same --synthetic flag "
+            "and key=value overrides?"
+        )
+    return model, cfg
+
+
+def _check_arguments(args) -> tuple[list[str], str]:
+    """Everything that can be checked before the model is built: (image paths, device)."""
+    import torch
+
+    check_model_files(args)
     if not 0.0 <= args.score_thresh <= 1.0:
         raise PredictError(f"--score-thresh must be in [0, 1], got {args.score_thresh}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -308,9 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
     from tqdm import tqdm
 
-    import d2_boxunc  # noqa: F401  (compiled ops, datasets)
-    from d2_boxunc.config.cli import ConfigError
-    from d2_boxunc.visualize import draw_instances, load_model
+    import d2_boxunc.data  # noqa: F401  (compiled ops, datasets)
+    from d2_boxunc.visualize import draw_instances
 
     args = get_parser().parse_intermixed_args(argv)
     args.input, extra = _split_overrides(args.input)
@@ -319,32 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.input:
             raise PredictError("no --input given")
         paths, device = _check_arguments(args)
-        try:
-            # the config's own init_checkpoint is not used (and need not exist); --device goes
-            # first, so that an explicit train.device=... override still wins
-            first = ["train.init_checkpoint=", f"train.device={device}"]
-            # a checkpoint that does not fit is reported below in one line, not per tensor
-            with _quiet("fvcore.common.checkpoint", args.checkpoint.endswith(".pth")):
-                model, cfg = load_model(
-                    args.config_file,
-                    args.checkpoint,
-                    first + opts,
-                    args.synthetic,
-                    test_coco=args.test_coco,
-                )
-        except ConfigError as e:
-            raise PredictError(str(e)) from None
-        except Exception as e:  # a corrupt or foreign checkpoint, a config that does not build
-            raise PredictError(
-                f"cannot load the model from {args.checkpoint}: {_first_line(e)}"
-            ) from None
-        mismatch = checkpoint_mismatch(model, args.checkpoint)
-        if mismatch:
-            raise PredictError(
-                f"checkpoint {args.checkpoint} does not fit the model of {args.config_file}: "
-                f"{mismatch}; was it trained with this config, with the same --synthetic flag "
-                "and key=value overrides?"
-            )
+        model, cfg = load_checked_model(args, device, opts)
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as e:

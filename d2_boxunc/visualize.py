@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     from detectron2.data import DatasetCatalog
     from PIL import Image
 
-    import d2_boxunc  # noqa: F401
+    import d2_boxunc.data  # noqa: F401  (registers the synthetic datasets)
 
     parser = argparse.ArgumentParser(description="Draw detections of a trained model.")
     parser.add_argument("--config-file", required=True)

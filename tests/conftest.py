@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import d2_boxunc  # noqa: F401  (loads the compiled ops, registers datasets)
+import d2_boxunc.data  # noqa: F401  (loads the compiled ops, registers datasets)
 
 
 def pytest_collection_modifyitems(config, items):

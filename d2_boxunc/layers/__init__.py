@@ -1,6 +1,6 @@
 """Compiled ops and their Python wrappers."""
 
-from d2_boxunc.layers import _nms_fakes  # noqa: F401  (fake kernels of the compiled NMS ops)
+from d2_boxunc import ops  # noqa: F401  (fake kernels, autograd and autocast of the compiled ops)
 from d2_boxunc.layers.nms import (
     batched_iou_guided_nms,
     batched_kl_nms,

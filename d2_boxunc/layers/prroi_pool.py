@@ -168,78 +168,16 @@ class PrRoIPool(nn.Module):
     def forward(self, input: Tensor, rois: Tensor | list[Tensor]) -> Tensor:
         return prroi_pool(input, rois, self.output_size, self.spatial_scale, self.aligned)
 
+    def rois_grad(self, grad: Tensor, input: Tensor, rois: Tensor, output: Tensor) -> Tensor:
+        """d(sum(grad * output)) / d rois, (K, 5) (column 0 is 0), through the compiled backward
+        op: box refinement's gradient without autograd, for ``torch.export``."""
+        _extension.assert_has_ops()
+        ph, pw = self.output_size
+        args = (float(self.spatial_scale), ph, pw, self.aligned, False, True)
+        return torch.ops.d2_boxunc._prroi_pool_backward(grad, input, rois, output, *args)[1]
+
     def __repr__(self) -> str:
         return (
             f"{self.__class__.__name__}(output_size={self.output_size}, "
             f"spatial_scale={self.spatial_scale}, aligned={self.aligned})"
         )
-
-
-# --- torch.library registrations: fake kernels, autograd, autocast -------------------------------
-
-if _extension.has_ops():
-
-    @torch.library.register_fake("d2_boxunc::prroi_pool")
-    def _prroi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width, aligned):
-        torch._check(input.dim() == 4, lambda: "prroi_pool: input must be (N, C, H, W)")
-        torch._check(
-            rois.dim() == 2 and rois.shape[1] == 5, lambda: "prroi_pool: rois must be (K, 5)"
-        )
-        torch._check(input.dtype == rois.dtype, lambda: "prroi_pool: dtype mismatch")
-        return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
-
-    @torch.library.register_fake("d2_boxunc::_prroi_pool_backward")
-    def _prroi_pool_backward_fake(
-        grad,
-        input,
-        rois,
-        output,
-        spatial_scale,
-        pooled_height,
-        pooled_width,
-        aligned,
-        input_grad=True,
-        rois_grad=True,
-    ):
-        return (
-            input.new_empty(input.shape if input_grad else (0,)),
-            rois.new_empty(rois.shape if rois_grad else (0,)),
-        )
-
-    def _setup_context(ctx, inputs, output):
-        input, rois, spatial_scale, pooled_height, pooled_width, aligned = inputs
-        ctx.save_for_backward(input, rois, output)
-        ctx.params = (spatial_scale, pooled_height, pooled_width, aligned)
-
-    def _backward(ctx, grad):
-        input, rois, output = ctx.saved_tensors
-        # Only the gradients asked for are computed: box refinement (IoU-Net) needs d/d rois alone,
-        # training on detached proposals d/d input alone.
-        input_grad, rois_grad = ctx.needs_input_grad[:2]
-        grad_input, grad_rois = torch.ops.d2_boxunc._prroi_pool_backward(
-            grad, input, rois, output, *ctx.params, input_grad, rois_grad
-        )
-        return (
-            grad_input if input_grad else None,
-            grad_rois if rois_grad else None,
-            None,
-            None,
-            None,
-            None,
-        )
-
-    torch.library.register_autograd(
-        "d2_boxunc::prroi_pool", _backward, setup_context=_setup_context
-    )
-
-    def _no_double_backward(ctx, grad_input, grad_rois):
-        raise RuntimeError("prroi_pool does not support double backward (second derivatives)")
-
-    torch.library.register_autograd(
-        "d2_boxunc::_prroi_pool_backward",
-        _no_double_backward,
-        setup_context=lambda ctx, inputs, output: None,
-    )
-
-    for _device in ("cpu", "cuda"):
-        torch.library.register_autocast("d2_boxunc::prroi_pool", _device, torch.float32)

@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from d2_boxunc import ops  # noqa: F401  (fake kernels of the band ops)
 from d2_boxunc._extension import cuda_version, has_ops, host_value_checks
-from d2_boxunc.losses import _alrp_fakes  # noqa: F401  (fake kernels of the band ops)
 
 __all__ = ["alrp_cls", "alrp_loc", "ap_loss"]
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     from detectron2.data import MetadataCatalog
     from pycocotools.coco import COCO
 
-    import d2_boxunc  # noqa: F401
+    import d2_boxunc.data  # noqa: F401  (registers the synthetic datasets)
     from d2_boxunc.data.register import prepare_dataset, sized_validation_split
 
     from .analysis import Analysis

@@ -82,6 +82,27 @@ class IoUHead(nn.Module):
             x = F.relu(getattr(self, name)(x))
         return self.fc_iou(x)
 
+    def iou_and_input_grad(self, x: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+        """``(iou, d iou / d x)`` for (M, C, H, W) pooled features ``x``: the predicted IoU of each
+        row's class and its gradient, by an explicit backward pass through the FC layers (no
+        autograd; ``torch.export`` cannot trace ``torch.autograd.grad``). Box refinement at export
+        time chains it with PrRoIPool's backward op."""
+        h = torch.flatten(x, start_dim=1)
+        weights, masks = [], []
+        for name in self._fc_names:
+            fc = getattr(self, name)
+            h = F.relu(fc(h))
+            weights.append(fc.weight)
+            masks.append(h > 0)
+        sel = self.select(self.fc_iou(h), classes)
+        iou = self.predict_iou(sel)
+        d_sel = iou * (1 - iou) if self.loss_type == "bce" else torch.full_like(sel, 0.5)
+        rows = self.fc_iou.weight[torch.zeros_like(classes) if self.class_agnostic else classes]
+        g = d_sel[:, None] * rows
+        for w, mask in zip(reversed(weights), reversed(masks)):
+            g = (g * mask) @ w
+        return iou, g.view_as(x)
+
     def select(self, raw: Tensor, classes: Tensor) -> Tensor:
         """(M, K) raw outputs -> (M,) the column of each row's class (column 0 if agnostic)."""
         if self.class_agnostic:

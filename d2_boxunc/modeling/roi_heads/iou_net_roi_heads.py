@@ -252,7 +252,7 @@ class IoUNetROIHeads(StandardROIHeads):
             eval_index = inverse
         else:
             cand_boxes = boxes[rows, classes]
-            eval_boxes, eval_index = cand_boxes, torch.arange(len(rows), device=rows.device)
+            eval_boxes, eval_index = cand_boxes, torch.arange(rows.shape[0], device=rows.device)
         return cand_boxes, cand_scores, classes, eval_boxes, eval_index
 
     def iou_net_inference(
@@ -269,7 +269,7 @@ class IoUNetROIHeads(StandardROIHeads):
         with torch.no_grad():
             raw = self.iou_head(self.iou_pooler(features, [Boxes(b) for b in eval_boxes]))
             all_ious = self.iou_head.predict_iou(raw)
-        all_ious = all_ious.split([len(b) for b in eval_boxes])
+        all_ious = all_ious.split([b.shape[0] for b in eval_boxes])
 
         kept = []
         for (c_boxes, c_scores, c_classes, _, e_index), ious in zip(cands, all_ious):
@@ -348,33 +348,39 @@ class IoUNetROIHeads(StandardROIHeads):
         Returns:
             (refined boxes, their predicted IoUs), one Tensor per image.
         """
-        counts = [len(b) for b in boxes]
-        num_images = len(boxes)
-        if sum(counts) == 0:
+        counts = [b.shape[0] for b in boxes]  # symbolic sizes while exporting: no len()
+        exporting = torch.compiler.is_exporting()
+        if not exporting and sum(counts) == 0:
             return list(boxes), [b.new_zeros((0,)) for b in boxes]
         device = boxes[0].device
         with torch.inference_mode(False), torch.enable_grad():
             feats = [_refinement_map(f) for f in features]
             B = cat([b.detach().float() for b in boxes]).clone()
             C = cat(list(classes)).clone()
-            img = torch.repeat_interleave(
-                torch.arange(num_images, device=device), torch.tensor(counts, device=device)
+            img = cat([torch.full((c,), i, device=device) for i, c in enumerate(counts)])
+            hw = cat(
+                [
+                    torch.stack([B.new_full((c,), h), B.new_full((c,), w)], 1)
+                    for c, (h, w) in zip(counts, image_sizes)
+                ]
             )
-            hw = torch.tensor(image_sizes, dtype=B.dtype, device=device)[img]
             levels = self._fixed_levels(B)
             # work in level-sorted order (stable: image order kept inside a level)
             perm = torch.argsort(levels, stable=True)
             B, C, img, hw, levels = B[perm], C[perm], img[perm], hw[perm], levels[perm]
             num_levels = len(feats)
 
-            def evaluate(idx: Tensor, with_grad: bool):
+            def evaluate(idx: Tensor, with_grad: bool, per_level: list | None = None):
                 b = B[idx].clone().requires_grad_(with_grad)
-                per_level = torch.bincount(levels[idx], minlength=num_levels).tolist()
+                if per_level is None:
+                    per_level = torch.bincount(levels[idx], minlength=num_levels).tolist()
                 rois = torch.cat([img[idx].to(b.dtype)[:, None], b], dim=1)
+                if exporting and with_grad:  # explicit backward: export cannot trace autograd
+                    return self._iou_and_box_grad(feats, rois.split(per_level), C[idx])
                 pooled = [
                     self._level_pool(lvl, feats[lvl], r)
                     for lvl, r in enumerate(rois.split(per_level))
-                    if r.shape[0]
+                    if exporting or r.shape[0]
                 ]
                 raw = self.iou_head(torch.cat(pooled))
                 iou = self.iou_head.predict_iou(self.iou_head.select(raw, C[idx]))
@@ -383,32 +389,77 @@ class IoUNetROIHeads(StandardROIHeads):
                 (g,) = torch.autograd.grad(iou.sum(), b)
                 return iou.detach(), g
 
-            active = torch.arange(B.shape[0], device=device)
-            prev, grad = evaluate(active, True)
-            ious = prev.clone()
-            for t in range(self.refine_steps):
-                b = B[active]
-                wh = (b[:, 2:] - b[:, :2]).clamp(min=0.0)
-                b = b + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
-                B[active] = self._sanitize(b, hw[active]) if self.refine_clip else b
-                last = t == self.refine_steps - 1
-                new, new_grad = evaluate(active, not last)
-                ious[active] = new
-                delta = new - prev
-                go_on = ~((delta.abs() < self.refine_omega1) | (delta < self.refine_omega2))
-                active, prev = active[go_on], new[go_on]
-                if active.numel() == 0 or last:
-                    break
-                grad = new_grad[go_on]
+            if exporting:
+                B, ious = self._refine_masked(B, hw, levels, num_levels, evaluate)
+            else:
+                active = torch.arange(B.shape[0], device=device)
+                prev, grad = evaluate(active, True)
+                ious = prev.clone()
+                for t in range(self.refine_steps):
+                    b = B[active]
+                    wh = (b[:, 2:] - b[:, :2]).clamp(min=0.0)
+                    b = b + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
+                    B[active] = self._sanitize(b, hw[active]) if self.refine_clip else b
+                    last = t == self.refine_steps - 1
+                    new, new_grad = evaluate(active, not last)
+                    ious[active] = new
+                    delta = new - prev
+                    go_on = ~((delta.abs() < self.refine_omega1) | (delta < self.refine_omega2))
+                    active, prev = active[go_on], new[go_on]
+                    if active.numel() == 0 or last:
+                        break
+                    grad = new_grad[go_on]
             inv = torch.empty_like(perm)
-            inv[perm] = torch.arange(len(perm), device=device)
+            inv[perm] = torch.arange(perm.shape[0], device=device)
             B, ious = B[inv].detach(), ious[inv]
         return list(B.split(counts)), list(ious.split(counts))
+
+    def _refine_masked(self, B, hw, levels, num_levels, evaluate):
+        """The refinement loop of :meth:`refine_boxes` without data-dependent control flow, for
+        ``torch.export``: every box is evaluated at each of the ``T`` steps and a stopped box keeps
+        its state (the same boxes and IoUs; the eager loop only skips stopped boxes)."""
+        # (bincount's length depends on the data; these num_levels counts do not)
+        per_level = torch.stack([(levels == lvl).sum() for lvl in range(num_levels)]).tolist()
+        for n in per_level:
+            torch._check(n >= 0)
+        torch._check(sum(per_level) == B.shape[0])
+        every = torch.arange(B.shape[0], device=B.device)
+        prev, grad = evaluate(every, True, per_level)
+        ious = prev.clone()
+        active = torch.ones_like(prev, dtype=torch.bool)
+        for t in range(self.refine_steps):
+            wh = (B[:, 2:] - B[:, :2]).clamp(min=0.0)
+            b = B + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
+            b = self._sanitize(b, hw) if self.refine_clip else b
+            B.copy_(torch.where(active[:, None], b, B))  # in place: `evaluate` reads B
+            last = t == self.refine_steps - 1
+            new, new_grad = evaluate(every, not last, per_level)
+            ious = torch.where(active, new, ious)
+            delta = new - prev
+            go_on = ~((delta.abs() < self.refine_omega1) | (delta < self.refine_omega2))
+            prev = torch.where(active, new, prev)
+            active = active & go_on
+            grad = new_grad
+        return B, ious
+
+    def _iou_and_box_grad(self, feats, rois_per_level, classes):
+        """(predicted IoU, d IoU / d box) of level-sorted RoIs without autograd: the IoU head's
+        explicit backward (:meth:`IoUHead.iou_and_input_grad`) chained with PrRoIPool's backward
+        op on each level."""
+        poolers = self.iou_pooler.level_poolers
+        pooled = [poolers[lvl](feats[lvl], r) for lvl, r in enumerate(rois_per_level)]
+        iou, grad = self.iou_head.iou_and_input_grad(torch.cat(pooled), classes)
+        counts = [r.shape[0] for r in rois_per_level]
+        rois_grad = [
+            poolers[lvl].rois_grad(g, feats[lvl], r, p)
+            for lvl, (g, r, p) in enumerate(zip(grad.split(counts), rois_per_level, pooled))
+        ]
+        return iou.detach(), torch.cat(rois_grad)[:, 1:].detach()
 
     def _fixed_levels(self, boxes: Tensor) -> Tensor:
         pooler = self.iou_pooler
         if len(pooler.level_poolers) == 1:
-            return torch.zeros(len(boxes), dtype=torch.long, device=boxes.device)
+            return torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
         return assign_boxes_to_levels(
             [Boxes(boxes)],
             pooler.min_level,

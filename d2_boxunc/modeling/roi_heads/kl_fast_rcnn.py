@@ -175,7 +175,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         like detectron2's ``fast_rcnn_inference`` (indices into each image's proposals)."""
         boxes = self.predict_boxes(predictions, proposals)
         scores = self.predict_probs(predictions, proposals)
-        num_per_image = [len(p) for p in proposals]
+        num_per_image = [p.proposal_boxes.tensor.shape[0] for p in proposals]
         log_vars = predictions[2].split(num_per_image)
         results = [
             self._inference_single_image(b, s, a, p.proposal_boxes.tensor, p.image_size)
@@ -197,9 +197,9 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
             & torch.isfinite(scores).all(1)
             & torch.isfinite(log_vars).all(1)
         )
-        if not valid.all():
-            boxes, scores, log_vars = boxes[valid], scores[valid], log_vars[valid]
-            proposal_boxes = proposal_boxes[valid]
+        # always filtered (no branch on the data, so that torch.export can trace it)
+        boxes, scores, log_vars = boxes[valid], scores[valid], log_vars[valid]
+        proposal_boxes = proposal_boxes[valid]
         row_ids = nonzero_tuple(valid)[0]
         log_vars = log_vars.view(-1, num_reg, 4)
         scale = self._pixel_scale(proposal_boxes)
@@ -251,7 +251,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         )
         if self.test_topk_per_image >= 0:
             keep = keep[: self.test_topk_per_image]
-            voted, out_scores = voted[: len(keep)], out_scores[: len(keep)]
+            voted, out_scores = voted[: keep.shape[0]], out_scores[: keep.shape[0]]
         result = Instances(image_shape)
         result.pred_boxes = Boxes(voted)
         result.scores = out_scores
