@@ -12,7 +12,7 @@ PKG_STAMP := $(VENV)/.stamp-d2_boxunc
 CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: setup demo study test lint format bench doctor cuda-check gpu-check clean
+.PHONY: setup demo study test lint format bench doctor cuda-check gpu-check kernel-coverage clean
 
 setup: $(PKG_STAMP)
 
@@ -80,6 +80,11 @@ gpu-check:
 	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then \
 	  echo "skipped: no GPU"; exit 0; fi; \
 	$(MAKE) --no-print-directory setup && $(PY) dev/gpu_check.py
+
+# Line coverage of the CUDA kernel bodies run on the CPU by the tests (docs/gpu.md#coverage):
+# an -O0 --coverage build in a scratch directory, a few minutes of one core.
+kernel-coverage: setup
+	$(PY) dev/kernel_coverage.py
 
 clean:
 	rm -rf build d2_boxunc/_C*.so *.egg-info output

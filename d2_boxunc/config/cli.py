@@ -309,6 +309,8 @@ def load_config(
             wrong type, a local checkpoint path that does not exist, or bad own data (one line
             each).
     """
+    import d2_boxunc.data  # noqa: F401  (registers the synthetic datasets the configs name)
+
     opts = list(opts or [])
     config_file = resolve_config_file(config_file)
     cfg = _load_lazy_config(config_file)
