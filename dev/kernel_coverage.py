@@ -44,7 +44,7 @@ def host_device_functions() -> dict[str, set[str]]:
 
 def function_name(demangled: str) -> str:
     """The unqualified name of a demangled C++ function ('ns::f<float>(int, ...)' -> 'f')."""
-    head = demangled.split("(")[0]
+    head = demangled.replace("(anonymous namespace)", "anon").split("(")[0]
     depth, out = 0, []
     for ch in head:  # drop template arguments
         if ch == "<":
@@ -53,7 +53,8 @@ def function_name(demangled: str) -> str:
             depth -= 1
         elif depth == 0:
             out.append(ch)
-    return "".join(out).split("::")[-1].split()[-1]
+    words = "".join(out).split("::")[-1].split()
+    return words[-1] if words else ""
 
 
 def _flags() -> tuple[list[str], list[str]]:
@@ -154,7 +155,6 @@ def main() -> int:
         env=test_env,
         check=True,
     )
-    lines = defaultdict(lambda: defaultdict(int))  # (header, function) -> line -> count
     gcov_out = os.path.join(work, "gcov")
     os.makedirs(gcov_out, exist_ok=True)
     for f in os.listdir(lib):
@@ -165,20 +165,43 @@ def main() -> int:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+    report(gcov_out)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _demangle(names: set[str]) -> dict[str, str]:
+    """gcov's JSON gives mangled names; c++filt demangles them (one call for all)."""
+    names = sorted(n for n in names if n)
+    out = subprocess.run(
+        ["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return dict(zip(names, out))
+
+
+def report(gcov_out: str) -> None:
+    """Prints the executed/total lines of every HOST_DEVICE function in gcov's JSON output."""
     hd = host_device_functions()
     csrc = os.path.join(ROOT, "csrc") + os.sep
-    for f in os.listdir(gcov_out):
-        if not f.endswith(".gcov.json.gz"):
-            continue
-        data = json.load(gzip.open(os.path.join(gcov_out, f)))
-        for entry in data["files"]:
+    lines = defaultdict(lambda: defaultdict(int))  # (header, function) -> line -> count
+    data = [
+        json.load(gzip.open(os.path.join(gcov_out, f)))
+        for f in os.listdir(gcov_out)
+        if f.endswith(".gcov.json.gz")
+    ]
+    plain = _demangle(
+        {ln.get("function_name", "") for d in data for e in d["files"] for ln in e["lines"]}
+    )
+    for d in data:
+        for entry in d["files"]:
             path = entry["file"]
             if not path.startswith(csrc):
                 continue
             rel = path[len(csrc) :]
             names = hd.get(rel, set())
             for ln in entry["lines"]:
-                fn = function_name(ln.get("function_name", ""))
+                fn = function_name(plain.get(ln.get("function_name", ""), ""))
                 if fn in names:
                     lines[(rel, fn)][ln["line_number"]] += ln["count"]
     total = executed = 0
@@ -199,9 +222,6 @@ def main() -> int:
             "HOST_DEVICE functions with no instantiation in the grid-CPU ops (not kernel bodies "
             "there, or unused): " + ", ".join(uncalled)
         )
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":

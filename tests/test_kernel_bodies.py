@@ -231,14 +231,18 @@ def test_var_voting_body_matches_cpu_op_and_reference(dtype, iou_threshold):
 def _band_case(dtype, m, num_pos=40, label_dtype=torch.int64, seed=4):
     g = torch.Generator().manual_seed(seed)
     u = torch.randn(num_pos, generator=g, dtype=torch.float64)
-    u[:5] = u[5]  # tied positives: a crowded cell (binary search in band_bucket)
+    if num_pos > 10:
+        u[:10] = u[10]  # 10 tied positives: a crowded cell (binary search in band_bucket)
     e = torch.sort(torch.cat([u - 1, u + 1])).values.to(dtype)
     v = (torch.randn(m, generator=g, dtype=torch.float64) * 2).to(dtype)
-    if m >= 8:
+    if m >= 10:
         v[:4] = e[:4]  # exactly on edges
         v[4] = float("nan")
         v[5] = float("inf")
         v[6] = float("-inf")
+        t = u[min(10, num_pos - 1)]
+        v[7:9] = torch.stack([t - 1, t + 1]).to(dtype)  # on the (tied) edges
+        v[9] = v[7].nextafter(v[7] - 1)  # just below them
     y = (torch.rand(m, generator=g) < 0.2).to(label_dtype)
     return v, y, e
 
