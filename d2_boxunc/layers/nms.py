@@ -70,7 +70,7 @@ def _check_values(t: Tensor, name: str, positive: bool = False) -> None:
     """Value checks: eager only (a data-dependent branch cannot be traced by torch.compile), and
     only where they need no device->host sync: CPU tensors, or any device with
     ``D2_BOXUNC_CHECK_VALUES=1`` (see :func:`d2_boxunc._extension.host_value_checks`)."""
-    if t.numel() == 0 or not _extension.host_value_checks(t):
+    if not _extension.host_value_checks(t) or t.numel() == 0:
         return
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} must be finite (found NaN or inf)")

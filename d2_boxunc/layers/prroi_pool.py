@@ -92,7 +92,7 @@ def _check(input: Tensor, rois: Tensor, spatial_scale: float) -> None:
         )
     if _extension.has_ops():
         _extension.check_device_supported(input, "input")
-    if rois.shape[0] == 0 or not _extension.host_value_checks(rois):
+    if not _extension.host_value_checks(rois) or rois.shape[0] == 0:
         # On CUDA reading values would be a device->host sync per call (IoU-Net refinement pools
         # every FPN level at every step): skipped unless D2_BOXUNC_CHECK_VALUES=1. The kernels
         # treat a RoI with a non-finite coordinate or an out-of-range batch index as empty
