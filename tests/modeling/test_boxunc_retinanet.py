@@ -1,6 +1,5 @@
 """BoxUncRetinaNet: self-balance rule, its checkpoint round-trip (and the earlier buffer names),
-anchor labelling, and a short
-training with each loss (focal, AP, aLRP) on a tiny CPU model."""
+anchor labelling, and a short training with each loss (focal, AP, aLRP) on a tiny CPU model."""
 
 import copy
 import os
