@@ -55,36 +55,36 @@ from ..common.models.faster_rcnn_fpn import model
 model.backbone.bottom_up.freeze_at = 2  # official frozen_stages=1: stem and res2
 
 # ---- RPN: aLRP Loss, no anchor sampling ------------------------------------------------------
-rpn = model.proposal_generator
-rpn._target_ = ALRPRPN
-del rpn.batch_size_per_image, rpn.positive_fraction  # nothing is sampled
-rpn.box2box_transform = L(Box2BoxTransform)(weights=[10.0, 10.0, 5.0, 5.0])
-rpn.loss_weight = {"loss_rpn_cls": 0.2, "loss_rpn_loc": 0.2}  # the official head_weight
-rpn.pre_nms_topk = (2000, 1000)
-rpn.post_nms_topk = (1000, 1000)
-rpn.nms_thresh = 0.7
-rpn.ranking_delta = 1.0
-rpn.sb_weight_init = 50.0
-rpn.sb_period = 0  # one epoch, derived from the two keys below
-rpn.sb_dataset = "${dataloader.train.dataset.names}"
-rpn.sb_total_batch_size = "${dataloader.train.total_batch_size}"
+_rpn = model.proposal_generator
+_rpn._target_ = ALRPRPN
+del _rpn.batch_size_per_image, _rpn.positive_fraction  # nothing is sampled
+_rpn.box2box_transform = L(Box2BoxTransform)(weights=[10.0, 10.0, 5.0, 5.0])
+_rpn.loss_weight = {"loss_rpn_cls": 0.2, "loss_rpn_loc": 0.2}  # the official head_weight
+_rpn.pre_nms_topk = (2000, 1000)
+_rpn.post_nms_topk = (1000, 1000)
+_rpn.nms_thresh = 0.7
+_rpn.ranking_delta = 1.0
+_rpn.sb_weight_init = 50.0
+_rpn.sb_period = 0  # one epoch, derived from the two keys below
+_rpn.sb_dataset = "${dataloader.train.dataset.names}"
+_rpn.sb_total_batch_size = "${dataloader.train.total_batch_size}"
 
 # ---- R-CNN: every proposal, aLRP Loss on sigmoid class logits ---------------------------------
-roi_heads = model.roi_heads
-roi_heads._target_ = ALRPROIHeads
-del roi_heads.batch_size_per_image, roi_heads.positive_fraction  # nothing is sampled
-roi_heads.proposal_append_gt = False  # PseudoSampler adds no ground-truth box
-predictor = roi_heads.box_predictor
-predictor._target_ = ALRPFastRCNNOutputLayers
-predictor.box2box_transform.weights = [10.0, 10.0, 5.0, 5.0]
-predictor.ranking_delta = 1.0
-predictor.test_score_thresh = 0.05
-predictor.test_nms_thresh = 0.5
-predictor.test_topk_per_image = 100
-predictor.sb_weight_init = 50.0
-predictor.sb_period = 0
-predictor.sb_dataset = "${dataloader.train.dataset.names}"
-predictor.sb_total_batch_size = "${dataloader.train.total_batch_size}"
+_roi_heads = model.roi_heads
+_roi_heads._target_ = ALRPROIHeads
+del _roi_heads.batch_size_per_image, _roi_heads.positive_fraction  # nothing is sampled
+_roi_heads.proposal_append_gt = False  # PseudoSampler adds no ground-truth box
+_predictor = _roi_heads.box_predictor
+_predictor._target_ = ALRPFastRCNNOutputLayers
+_predictor.box2box_transform.weights = [10.0, 10.0, 5.0, 5.0]
+_predictor.ranking_delta = 1.0
+_predictor.test_score_thresh = 0.05
+_predictor.test_nms_thresh = 0.5
+_predictor.test_topk_per_image = 100
+_predictor.sb_weight_init = 50.0
+_predictor.sb_period = 0
+_predictor.sb_dataset = "${dataloader.train.dataset.names}"
+_predictor.sb_total_batch_size = "${dataloader.train.total_batch_size}"
 
 # ---- optimiser / schedule ----------------------------------------------------------------------
 optimizer.lr = 0.012
