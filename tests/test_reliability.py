@@ -431,7 +431,7 @@ def test_eval_only_without_weights_is_an_error(tmp_path):
     "config, missing",
     [
         (KL_CONFIG, r"missing \(.*bbox_pred_logvar"),
-        (ALRP_CONFIG, r"missing \(sb_weight.*unexpected \(proposal_generator"),
+        (ALRP_CONFIG, r"missing \(backbone\.top_block\.p6.*unexpected \(proposal_generator"),
     ],
 )
 def test_eval_only_with_another_models_checkpoint_is_an_error(

@@ -63,17 +63,18 @@ def _check(logits: Tensor, labels: Tensor, delta: float, impl: str, fn: str) -> 
         raise ValueError(f"{fn}: impl must be one of {_IMPLS}, got {impl!r}")
 
 
-# eps_i as the callers compute it (boxunc_retinanet): 1 - GIoU in [0, 2), or 2 (1 - IoU), the
-# paper's (1 - IoU) / (1 - tau) at tau = 0.5, in [0, 2]. The slack absorbs rounding (fvcore's
+# eps_i as the callers compute it: 1 - GIoU in [0, 2) (RetinaNet, R-CNN head), or 2 (1 - IoU), the
+# paper's (1 - IoU) / (1 - tau) at tau = 0.5, in [0, 2]; an RPN with positives at IoU >= 0.7
+# divides 1 - GIoU by 2 (1 - 0.7) (max_loc_err = 2 / 0.6). The slack absorbs rounding (fvcore's
 # 1 - GIoU of a near-perfect box can come out a few ulps below 0).
 _LOC_ERR_MAX = 2.0
 _LOC_ERR_SLACK = 1e-5
 
 
-def _check_loc_err(loc_err: Tensor) -> None:
-    """``loc_err`` must be finite and in ``[0, 2]``: a NaN there leaves the loss value finite
-    (it does not depend on ``loc_err``) but turns the gradients NaN through the prefix sums of
-    ``E``, and a negative error can reverse a positive's update.
+def _check_loc_err(loc_err: Tensor, max_loc_err: float = _LOC_ERR_MAX) -> None:
+    """``loc_err`` must be finite and in ``[0, max_loc_err]``: a NaN there leaves the loss value
+    finite (it does not depend on ``loc_err``) but turns the gradients NaN through the prefix sums
+    of ``E``, and a negative error can reverse a positive's update.
 
     CPU tensors are checked on the host (no device to wait for), for a ValueError that counts and
     shows the bad values, like the other input errors here; ``torch._assert_async`` would give a
@@ -87,8 +88,11 @@ def _check_loc_err(loc_err: Tensor) -> None:
     tol = 0.0
     if err.is_floating_point():  # float16/bfloat16 round coarser: a few of their ulps
         tol = max(_LOC_ERR_SLACK, 4 * torch.finfo(err.dtype).eps)
-    ok = (err >= -tol) & (err <= _LOC_ERR_MAX + tol)  # False for NaN and inf
-    msg = "alrp_cls: loc_err must be finite and in [0, 2] (1 - GIoU, or 2 (1 - IoU))"
+    ok = (err >= -tol) & (err <= max_loc_err + tol)  # False for NaN and inf
+    msg = (
+        f"alrp_cls: loc_err must be finite and in [0, {max_loc_err:g}] (1 - GIoU, or 2 (1 - IoU), "
+        "divided by 2 (1 - tau) at a positive IoU threshold tau other than 0.5)"
+    )
     if err.device.type != "cpu" or torch.compiler.is_compiling():
         torch._assert_async(ok.all(), msg)
         return
@@ -463,6 +467,7 @@ def alrp_cls(
     delta: float = 1.0,
     eps: float = 1e-5,
     impl: str = "sorted",
+    max_loc_err: float = _LOC_ERR_MAX,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Classification component of aLRP Loss with its error-driven update
     (docs/design.md#alrp-values-and-update).
@@ -471,14 +476,17 @@ def alrp_cls(
         logits (Tensor[M] or any shape): classification logits of the whole batch, flattened
             over images, anchors and classes.
         labels (Tensor, M elements, integer): 1 positive, 0 negative, anything else ignored.
-        loc_err (Tensor[|P|]): localisation error ``eps_i`` in ``[0, 2]`` of each positive, in the
-            order the positives appear in ``logits`` (``1 - GIoU``, or ``2 (1 - IoU)``, i.e. the
-            paper's ``(1 - IoU) / (1 - tau)`` at ``tau = 0.5``). Used as a constant. NaN, inf or a
-            value outside ``[0, 2]`` (beyond a rounding slack: 1e-5, a few ulps in float16) is a
-            ValueError on the CPU and a device-side assert (no host sync) elsewhere.
+        loc_err (Tensor[|P|]): localisation error ``eps_i`` in ``[0, max_loc_err]`` of each
+            positive, in the order the positives appear in ``logits`` (``1 - GIoU``, or
+            ``2 (1 - IoU)``, i.e. the paper's ``(1 - IoU) / (1 - tau)`` at ``tau = 0.5``). Used as a
+            constant. NaN, inf or a value outside ``[0, max_loc_err]`` (beyond a rounding slack:
+            1e-5, a few ulps in float16) is a ValueError on the CPU and a device-side assert (no
+            host sync) elsewhere.
         delta: half-width of the smoothed step on logits. Default: 1.0.
         eps: a positive with ``N_FP <= eps`` gets no gradient. Default: 1e-5.
         impl: ``"sorted"`` (fast, exact) or ``"loop"`` (reference loop). Default: "sorted".
+        max_loc_err: upper end of the accepted ``loc_err`` range. Default: 2. An RPN whose
+            positives have IoU >= 0.7 uses ``(1 - GIoU) / (2 (1 - 0.7))``, at most ``2 / 0.6``.
 
     Returns:
         (loss, rank, order): ``loss`` = ``1 - mean rank+/rank``, a scalar whose backward delivers
@@ -496,7 +504,9 @@ def alrp_cls(
         raise ValueError(
             f"alrp_cls: loc_err must have one entry per positive ({num_pos}), got {loc_err.numel()}"
         )
-    _check_loc_err(loc_err)
+    if not max_loc_err > 0:
+        raise ValueError(f"alrp_cls: max_loc_err must be > 0, got {max_loc_err}")
+    _check_loc_err(loc_err, float(max_loc_err))
     if num_pos == 0:
         empty = logits.new_zeros(0)
         return logits.sum() * 0, empty, torch.zeros(0, dtype=torch.long, device=logits.device)

@@ -310,6 +310,22 @@ def test_loc_err_range_ends_and_rounding_are_accepted():
     alrp_cls(s.half(), y, err.half())  # half rounding of 2.0 and of small values
 
 
+def test_max_loc_err_widens_the_range():
+    """An RPN at tau = 0.7 divides 1 - GIoU by 0.6: errors up to 2 / 0.6 are accepted there, and
+    the value and gradients depend on the errors as they are (no clipping)."""
+    s, y, err = _case(7)
+    err[2] = 3.0
+    with pytest.raises(ValueError, match=r"in \[0, 2\]"):
+        alrp_cls(s, y, err)
+    loss, rank, order = alrp_cls(s, y, err, max_loc_err=2 / 0.6)
+    ref = alrp_cls(s, y, err, max_loc_err=2 / 0.6, impl="loop")
+    assert torch.allclose(loss, ref[0]) and torch.allclose(rank, ref[1])
+    with pytest.raises(ValueError, match=r"in \[0, 3\.33333\]"):
+        alrp_cls(s, y, err * 2, max_loc_err=2 / 0.6)
+    with pytest.raises(ValueError, match="max_loc_err must be > 0"):
+        alrp_cls(s, y, err, max_loc_err=0.0)
+
+
 @pytest.mark.needs_cuda
 def test_loc_err_check_on_cuda_does_not_sync():
     err = torch.rand(7, device="cuda") * 2

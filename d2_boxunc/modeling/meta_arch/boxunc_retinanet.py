@@ -12,10 +12,11 @@ docs/design.md#alrp-loss-and-ap-loss).
 
 Self-balance (docs/design.md#self-balance): ``w_SB`` starts at ``sb_weight_init`` (50) and, every
 ``sb_period`` iterations (one epoch: ``ceil(len(train set) / total batch)``, derived from the
-dataset unless given), becomes ``(mean L_cls + mean L_loc) / mean L_loc`` of that period. The
-per-iteration values are averaged over ranks (all-reduce) before they are summed, so every GPU holds
-the same sums and weight. Weight, sums and counters are registered buffers: they are saved in
-checkpoints and restored by ``--resume``. ``sb_update=False`` keeps the weight fixed.
+dataset unless given), becomes ``(mean L_cls + mean L_loc) / mean L_loc`` of that period; the
+shared :class:`d2_boxunc.modeling.self_balance.SelfBalance` module ``self.sb`` holds the weight,
+sums and counter (buffers ``sb.weight``, ``sb.cls_sum``, ``sb.loc_sum``, ``sb.num_iter``;
+checkpoints written before it, with ``sb_weight``, ``sb_cls_sum``, ``sb_loc_sum``, ``sb_iter``,
+still load) and all-reduces across ranks. ``sb_update=False`` keeps the weight fixed.
 
 The anchor matcher may be detectron2's IoU ``Matcher`` or ``d2_boxunc``'s ``ATSSMatcher``, which
 labels anchors from the per-level anchor lists.
@@ -24,20 +25,18 @@ labels anchors from the per-level anchor lists.
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
-import torch.distributed as dist
 from detectron2.layers import cat
 from detectron2.modeling import RetinaNet
 from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.structures import Boxes
-from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch.nn import functional as F
 
 from d2_boxunc.losses.alrp_loss import alrp_cls, alrp_loc, ap_loss
 from d2_boxunc.losses.iou_losses import iou_loss
+from d2_boxunc.modeling.self_balance import SelfBalance, epoch_length
 
 __all__ = ["BoxUncRetinaNet", "epoch_length"]
 
@@ -45,20 +44,6 @@ logger = logging.getLogger(__name__)
 
 CLS_LOSS_TYPES = ("focal", "ap", "alrp")
 LOC_ERRORS = ("giou", "iou")
-
-
-def epoch_length(dataset_names: str | list[str] | tuple[str, ...], total_batch_size: int) -> int:
-    """Iterations in one epoch: ``ceil(#training images / total batch)`` (images without
-    annotations are dropped, as detectron2's training loader does). COCO train2017 at batch 32:
-    ``ceil(117266 / 32) = 3665``, the reference's hard-coded period."""
-    from detectron2.data import get_detection_dataset_dicts
-
-    if isinstance(dataset_names, str):
-        dataset_names = [dataset_names]
-    num_images = len(get_detection_dataset_dicts(list(dataset_names), filter_empty=True))
-    if int(total_batch_size) <= 0:
-        raise ValueError(f"epoch_length: total_batch_size must be > 0, got {total_batch_size}")
-    return max(1, math.ceil(num_images / int(total_batch_size)))
 
 
 def _atss_matcher_class():
@@ -113,28 +98,28 @@ class BoxUncRetinaNet(RetinaNet):
             raise ValueError(f"loc_error must be one of {LOC_ERRORS}, got {loc_error!r}")
         if ranking_impl not in ("sorted", "loop"):
             raise ValueError(f"ranking_impl must be 'sorted' or 'loop', got {ranking_impl!r}")
-        if cls_loss_type == "alrp" and sb_update and sb_period <= 0:
-            if sb_dataset is None or not sb_total_batch_size:
-                raise ValueError(
-                    "BoxUncRetinaNet: self-balance needs sb_period > 0, or sb_dataset and "
-                    "sb_total_batch_size to derive one epoch"
-                )
         self.cls_loss_type = cls_loss_type
         self.loc_error = loc_error
         self.ranking_delta = float(ranking_delta)
         self.alrp_eps = float(alrp_eps)
         self.ranking_impl = ranking_impl
-        self.sb_update = bool(sb_update)
-        self.sb_dataset = sb_dataset
-        self.sb_total_batch_size = sb_total_batch_size
-        # checkpointed self-balance state (float64 sums: a COCO epoch has thousands of terms)
-        f64 = dict(dtype=torch.float64)
-        self.register_buffer("sb_weight", torch.tensor(float(sb_weight_init), **f64))
-        self.register_buffer("sb_cls_sum", torch.tensor(0.0, **f64))
-        self.register_buffer("sb_loc_sum", torch.tensor(0.0, **f64))
-        self.register_buffer("sb_iter", torch.tensor(0, dtype=torch.long))
-        # the period follows the config (dataset, batch), not the checkpoint
-        self.sb_period = int(sb_period)
+        # only aLRP updates the weight, so only aLRP needs a period
+        self.sb = SelfBalance(
+            init_weight=sb_weight_init,
+            update=sb_update and cls_loss_type == "alrp",
+            period=sb_period,
+            dataset=sb_dataset,
+            total_batch_size=sb_total_batch_size,
+            name="BoxUncRetinaNet",
+        )
+        self.register_load_state_dict_pre_hook(_rename_old_sb_keys)
+
+    # the self-balance state under its earlier names
+    sb_weight = property(lambda self: self.sb.weight)
+    sb_cls_sum = property(lambda self: self.sb.cls_sum)
+    sb_loc_sum = property(lambda self: self.sb.loc_sum)
+    sb_iter = property(lambda self: self.sb.num_iter)
+    sb_period = property(lambda self: self.sb.period)
 
     # ---- anchor labelling ------------------------------------------------------------------
     @torch.no_grad()
@@ -211,7 +196,7 @@ class BoxUncRetinaNet(RetinaNet):
         else:
             loss_loc = alrp_loc(loc_err, rank, order)
         if self.training:
-            self._self_balance_step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
+            self.sb.step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
         weight = self.sb_weight.to(loss_loc.dtype)
         storage.put_scalar("alrp/cls", float(loss_cls.detach()))
         storage.put_scalar("alrp/loc", float(loss_loc.detach()))
@@ -234,32 +219,21 @@ class BoxUncRetinaNet(RetinaNet):
             return iou_loss(pred, target, mode="giou")  # 1 - GIoU, NaN-safe on inverted boxes
         return 2 * iou_loss(pred, target, mode="iou")  # (1 - IoU) / (1 - tau), tau = 0.5
 
-    # ---- self-balance ----------------------------------------------------------------------
-    @torch.no_grad()
     def _self_balance_step(self, loss_cls, loss_loc, has_pos: bool) -> None:
-        """Accumulate this iteration's unweighted components; update ``w_SB`` at period end."""
-        if not self.sb_update:
-            return
-        if self.sb_period <= 0:
-            self.sb_period = epoch_length(self.sb_dataset, self.sb_total_batch_size)
-            logger.info(f"aLRP self-balance: updating w_SB every {self.sb_period} iterations")
-        vals = torch.stack(
-            [loss_cls.double(), loss_loc.double(), torch.tensor(float(has_pos), **_f64(loss_cls))]
-        )
-        vals = vals * float(has_pos)  # an iteration without positives adds nothing
-        if comm.get_world_size() > 1:
-            dist.all_reduce(vals)  # every rank calls this every iteration, positives or not
-        if vals[2] > 0:  # mean over the ranks that had positives
-            self.sb_cls_sum += vals[0] / vals[2]
-            self.sb_loc_sum += vals[1] / vals[2]
-        self.sb_iter += 1
-        if self.sb_iter >= self.sb_period:
-            if self.sb_loc_sum > 0:
-                self.sb_weight.copy_((self.sb_cls_sum + self.sb_loc_sum) / self.sb_loc_sum)
-            self.sb_cls_sum.zero_()
-            self.sb_loc_sum.zero_()
-            self.sb_iter.zero_()
+        """:meth:`SelfBalance.step` of ``self.sb``."""
+        self.sb.step(loss_cls, loss_loc, has_pos)
 
 
-def _f64(t: torch.Tensor) -> dict:
-    return {"dtype": torch.float64, "device": t.device}
+_OLD_SB_KEYS = {
+    "sb_weight": "weight",
+    "sb_cls_sum": "cls_sum",
+    "sb_loc_sum": "loc_sum",
+    "sb_iter": "num_iter",
+}
+
+
+def _rename_old_sb_keys(module, state_dict, prefix, *args) -> None:
+    """Load hook: checkpoints written before ``SelfBalance`` kept its buffers on the model."""
+    for old, new in _OLD_SB_KEYS.items():
+        if prefix + old in state_dict and prefix + "sb." + new not in state_dict:
+            state_dict[prefix + "sb." + new] = state_dict.pop(prefix + old)
