@@ -111,3 +111,42 @@ class SelfBalance(nn.Module):
             self.cls_sum.zero_()
             self.loc_sum.zero_()
             self.num_iter.zero_()
+
+    def alrp_losses(
+        self,
+        logits: Tensor,
+        labels: Tensor,
+        loc_err: Tensor,
+        regression: Tensor,
+        log_prefix: str,
+        **ranking,
+    ) -> tuple[Tensor, Tensor]:
+        """aLRP Loss of one ranking with this self-balance: ``(L_cls, w_SB * L_loc)``.
+
+        ``loc_err`` holds the positives' localisation errors in the order ``alrp_cls`` finds
+        them in ``labels``; ``regression`` is the head's regression output, kept in the graph at
+        0 when there is no positive (DDP).  ``ranking`` goes to ``alrp_cls`` (delta, eps, impl,
+        max_loc_err).  Steps the self-balance in training and logs ``<log_prefix>/...``."""
+        from detectron2.utils.events import get_event_storage
+
+        from d2_boxunc.losses import alrp_cls, alrp_loc
+
+        num_pos = loc_err.numel()
+        loss_cls, rank, order = alrp_cls(logits, labels, loc_err, **ranking)
+        if num_pos == 0:
+            loss_loc = regression.sum() * 0
+        else:
+            loss_loc = alrp_loc(loc_err, rank, order)
+        if self.training:
+            self.step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
+        try:
+            storage = get_event_storage()
+        except AssertionError:  # called outside a trainer (tests, notebooks)
+            storage = None
+        if storage is not None:
+            storage.put_scalar(f"{log_prefix}/cls", float(loss_cls.detach()))
+            storage.put_scalar(f"{log_prefix}/loc", float(loss_loc.detach()))
+            if num_pos:
+                storage.put_scalar(f"{log_prefix}/mean_loc_error", float(loc_err.detach().mean()))
+            storage.put_scalar(f"{log_prefix}/sb_weight", float(self.weight))
+        return loss_cls, self.weight.to(loss_loc.dtype) * loss_loc

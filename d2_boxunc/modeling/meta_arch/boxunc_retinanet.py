@@ -34,7 +34,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 from torch.nn import functional as F
 
-from d2_boxunc.losses.alrp_loss import alrp_cls, alrp_loc, ap_loss
+from d2_boxunc.losses.alrp_loss import ap_loss
 from d2_boxunc.losses.iou_losses import iou_loss
 from d2_boxunc.modeling.self_balance import SelfBalance, epoch_length
 
@@ -183,27 +183,17 @@ class BoxUncRetinaNet(RetinaNet):
             return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
 
         loc_err = self._loc_error(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
-        loss_cls, rank, order = alrp_cls(
+        loss_cls, loss_loc = self.sb.alrp_losses(
             logits,
             labels,
             loc_err,
+            cat(pred_anchor_deltas, dim=1),
+            "alrp",
             delta=self.ranking_delta,
             eps=self.alrp_eps,
             impl=self.ranking_impl,
         )
-        if num_pos == 0:  # keep every regression parameter in the graph (DDP)
-            loss_loc = cat(pred_anchor_deltas, dim=1).sum() * 0
-        else:
-            loss_loc = alrp_loc(loc_err, rank, order)
-        if self.training:
-            self.sb.step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
-        weight = self.sb_weight.to(loss_loc.dtype)
-        storage.put_scalar("alrp/cls", float(loss_cls.detach()))
-        storage.put_scalar("alrp/loc", float(loss_loc.detach()))
-        if num_pos:
-            storage.put_scalar("alrp/mean_loc_error", float(loc_err.detach().mean()))
-        storage.put_scalar("alrp/sb_weight", float(self.sb_weight))
-        return {"loss_cls": loss_cls, "loss_box_reg": weight * loss_loc}
+        return {"loss_cls": loss_cls, "loss_box_reg": loss_loc}
 
     def _loc_error(self, anchors, pred_anchor_deltas, gt_boxes, pos_mask) -> torch.Tensor:
         """Localisation error of every positive, in ``pos_mask`` order

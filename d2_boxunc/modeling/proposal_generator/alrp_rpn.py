@@ -11,7 +11,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
-from d2_boxunc.losses import alrp_cls, alrp_loc, iou_loss
+from d2_boxunc.losses import iou_loss
 from d2_boxunc.modeling.self_balance import SelfBalance
 
 __all__ = ["ALRPRPN", "positive_iou_threshold"]
@@ -129,28 +129,16 @@ class ALRPRPN(RPN):
         )
         target = torch.stack(gt_boxes)[pos_mask]
         loc_err = iou_loss(pred.float(), target.float(), mode="giou") / self.loc_error_norm
-        loss_cls, rank, order = alrp_cls(
+        loss_cls, loss_loc = self.sb.alrp_losses(
             logits,
             gt_labels.to(torch.int8),
             loc_err,
+            deltas,
+            "alrp_rpn",
             delta=self.ranking_delta,
             eps=self.alrp_eps,
             impl=self.ranking_impl,
             max_loc_err=2.0 / self.loc_error_norm,
         )
-        if num_pos == 0:  # keep every regression parameter in the graph (DDP)
-            loss_loc = deltas.sum() * 0
-        else:
-            loss_loc = alrp_loc(loc_err, rank, order)
-        if self.training:
-            self.sb.step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
-        storage.put_scalar("alrp_rpn/cls", float(loss_cls.detach()))
-        storage.put_scalar("alrp_rpn/loc", float(loss_loc.detach()))
-        if num_pos:
-            storage.put_scalar("alrp_rpn/mean_loc_error", float(loc_err.detach().mean()))
-        storage.put_scalar("alrp_rpn/sb_weight", float(self.sb.weight))
-        losses = {
-            "loss_rpn_cls": loss_cls,
-            "loss_rpn_loc": self.sb.weight.to(loss_loc.dtype) * loss_loc,
-        }
+        losses = {"loss_rpn_cls": loss_cls, "loss_rpn_loc": loss_loc}
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}

@@ -12,7 +12,7 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
-from d2_boxunc.losses import alrp_cls, alrp_loc, iou_loss
+from d2_boxunc.losses import iou_loss
 from d2_boxunc.modeling.self_balance import SelfBalance
 
 __all__ = ["ALRPFastRCNNOutputLayers", "ALRPROIHeads"]
@@ -148,33 +148,19 @@ class ALRPFastRCNNOutputLayers(FastRCNNOutputLayers):
             fg_deltas = proposal_deltas.view(len(proposal_deltas), k, 4)[fg_idx, gt_classes[fg_idx]]
         pred = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg_idx])
         loc_err = iou_loss(pred.float(), gt_boxes[fg_idx].float(), mode="giou")
-        loss_cls, rank, order = alrp_cls(
+        try:
+            get_event_storage().put_scalar("fast_rcnn/num_fg", num_pos)
+        except AssertionError:  # called outside a trainer
+            pass
+        loss_cls, loss_loc = self.sb.alrp_losses(
             logits,
             labels,
             loc_err,
+            proposal_deltas,
+            "alrp_rcnn",
             delta=self.ranking_delta,
             eps=self.alrp_eps,
             impl=self.ranking_impl,
         )
-        if num_pos == 0:  # keep every regression parameter in the graph (DDP)
-            loss_loc = proposal_deltas.sum() * 0
-        else:
-            loss_loc = alrp_loc(loc_err, rank, order)
-        if self.training:
-            self.sb.step(loss_cls.detach(), loss_loc.detach(), num_pos > 0)
-        try:
-            storage = get_event_storage()
-        except AssertionError:  # called outside a trainer
-            storage = None
-        if storage is not None:
-            storage.put_scalar("fast_rcnn/num_fg", num_pos)
-            storage.put_scalar("alrp_rcnn/cls", float(loss_cls.detach()))
-            storage.put_scalar("alrp_rcnn/loc", float(loss_loc.detach()))
-            if num_pos:
-                storage.put_scalar("alrp_rcnn/mean_loc_error", float(loc_err.detach().mean()))
-            storage.put_scalar("alrp_rcnn/sb_weight", float(self.sb.weight))
-        losses = {
-            "loss_cls": loss_cls,
-            "loss_box_reg": self.sb.weight.to(loss_loc.dtype) * loss_loc,
-        }
+        losses = {"loss_cls": loss_cls, "loss_box_reg": loss_loc}
         return {k_: v * self.loss_weight.get(k_, 1.0) for k_, v in losses.items()}
