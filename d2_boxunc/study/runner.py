@@ -19,10 +19,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from ..model_zoo import get_config_file
 from .plan import Method, Variant
+from .progress import EVAL_ITERS, RunProgress
 
 __all__ = ["Settings", "Step", "plan_steps", "run_steps"]
 
@@ -51,7 +50,7 @@ class Step:
     args: list[str]
     key: dict
     after: Step | None = None  # the training step an evaluation needs
-    weight: int = 20  # relative cost for the progress bar (a training 20, an evaluation 3)
+    weight: int = EVAL_ITERS  # cost for the progress bar, in training iterations
 
     def done(self) -> bool:
         path = os.path.join(self.out, "study_key.json")
@@ -103,7 +102,7 @@ def plan_steps(
                 f"train.log_period={max(1, min(50, max_iter // 10))}",
             ]
             key = {"config": m.config, "args": common, "seed": seed}
-            train = Step(m.name, seed, run, train_args, key, weight=20)
+            train = Step(m.name, seed, run, train_args, key, weight=max_iter + EVAL_ITERS)
             steps.append(train)
             for v in m.variants:
                 steps.append(_variant_step(m, v, seed, run, common, train))
@@ -123,7 +122,7 @@ def _variant_step(m: Method, v: Variant, seed: int, run: str, common: list[str],
         f"train.output_dir={out}",
     ]
     key = {"config": config, "args": [*common, *v.overrides], "seed": seed, "trained": train.key}
-    return Step(f"{m.name}/{v.name}", seed, out, args, key, after=train, weight=3)
+    return Step(f"{m.name}/{v.name}", seed, out, args, key, after=train)
 
 
 def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
@@ -144,19 +143,21 @@ def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
         raise RuntimeError(f"train_net.py failed (log: {log_path}):\n{tail}")
 
 
-def _run_one(step: Step, log) -> None:
+def _run_one(step: Step, progress: RunProgress) -> None:
     os.makedirs(step.out, exist_ok=True)
     # a stale key must not vouch for a folder this step is about to overwrite (if it is stopped
     # halfway, the next study would otherwise take the mixed folder for the old run)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(step.out, "study_key.json"))
+    training = step.after is None
     try:
-        run_train_net(step.args, os.path.join(step.out, "study.log"))
+        with progress.run(step.weight, step.out if training else None):
+            run_train_net(step.args, os.path.join(step.out, "study.log"))
     except RuntimeError as e:
         raise RuntimeError(f"study: {step.row} seed {step.seed}: {e}") from None
     with open(os.path.join(step.out, "study_key.json"), "w") as f:
         json.dump(step.key, f, indent=1)
-    log(f"[study] done {step.row} seed {step.seed}")
+    progress.write(f"[study] done {step.row} seed {step.seed}")
 
 
 def run_steps(steps: list[Step], jobs: int = 2) -> dict:
@@ -167,7 +168,7 @@ def run_steps(steps: list[Step], jobs: int = 2) -> dict:
     """
     todo = [s for s in steps if not s.done()]
     cached = len(steps) - len(todo)
-    bar = tqdm(total=sum(s.weight for s in todo), desc="study", unit="", dynamic_ncols=True)
+    progress = RunProgress(sum(s.weight for s in todo), "study")
     cond = threading.Condition()
     finished = {id(s) for s in steps if s not in todo}
     failed: set[int] = set()
@@ -194,13 +195,12 @@ def run_steps(steps: list[Step], jobs: int = 2) -> dict:
             try:
                 if step.after is not None and id(step.after) in failed:
                     raise RuntimeError(f"study: {step.row} seed {step.seed}: its training failed")
-                _run_one(step, tqdm.write)
+                _run_one(step, progress)
                 ok = True
             except Exception as e:  # keep the other runs going; report every failure at the end
                 errors.append(e)
             with cond:
                 (finished if ok else failed).add(id(step))
-                bar.update(step.weight)
                 cond.notify_all()
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]
@@ -208,7 +208,7 @@ def run_steps(steps: list[Step], jobs: int = 2) -> dict:
         t.start()
     for t in threads:
         t.join()
-    bar.close()
+    progress.close()
     if errors:
         raise RuntimeError("\n".join(str(e) for e in errors))
     return {"cached": cached, "ran": len(todo), "minutes": (time.time() - t0) / 60}
