@@ -4,7 +4,7 @@ PYTHON_SYS ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-METHOD ?= all
+METHOD ?= default
 # Stamps: each step re-runs only when its inputs change.
 DEPS_STAMP := $(VENV)/.stamp-deps
 D2_STAMP := $(VENV)/.stamp-detectron2
