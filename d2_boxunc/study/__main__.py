@@ -143,6 +143,11 @@ def main(argv: list[str] | None = None) -> dict:
             f"[study] {counts['ran']} runs, {counts['cached']} cached, {counts['minutes']:.1f} min",
             flush=True,
         )
+    from .ranking_hunt import probe_study_runs
+
+    probe_study_runs(
+        [s.out for s in steps if s.after is None and METHODS[s.row].ranking_probe and s.done()]
+    )
     run_minutes = (time.time() - t0) / 60
 
     with contextlib.redirect_stdout(io.StringIO()):

@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import AP_METRICS, MECHANISM_METRICS, POINT_METRICS, RunData, metric
+from .metrics import (
+    AP_METRICS,
+    MECHANISM_METRICS,
+    POINT_METRICS,
+    PROBE_METRICS,
+    SEED_ONLY_METRICS,
+    RunData,
+    metric,
+)
 from .plan import CLAIMS, METHODS, Claim, row
 from .stats import Interval, percentile_interval, resample_counts, seed_level_interval, verdict
 
@@ -55,7 +63,7 @@ class Analysis:
         key = (row_name, seed, name, "reps")
         if key not in self._cache:
             run = self.runs[(row_name, seed)]
-            if name in POINT_METRICS:
+            if name in SEED_ONLY_METRICS:
                 reps = np.full(len(self.counts), np.nan)
             else:
                 reps = np.array([metric(run, name, w) for w in self.counts])
@@ -67,7 +75,7 @@ class Analysis:
         out = []
         for r in self.rows():
             entry = {"row": r, "seeds": self.seeds(r)}
-            for name in (*TABLE_METRICS, *MECHANISM_METRICS):
+            for name in (*TABLE_METRICS, *MECHANISM_METRICS, *PROBE_METRICS):
                 vals = np.array([self.value(r, s, name) for s in self.seeds(r)])
                 vals = vals[np.isfinite(vals)]
                 if vals.size:
@@ -85,7 +93,7 @@ class Analysis:
         if b == "":
             seeds = self.seeds(a)
             vals = [self.value(a, s, name) for s in seeds]
-            if len(seeds) == 1 and name not in POINT_METRICS:  # one checkpoint: images only
+            if len(seeds) == 1 and name not in SEED_ONLY_METRICS:  # one checkpoint: images only
                 return percentile_interval(vals[0], self.replicates(a, seeds[0], name)), "images"
             var = self._image_variance(
                 lambda w: np.nanmean([self._rep(a, s, name, w) for s in seeds])
@@ -98,7 +106,7 @@ class Analysis:
             observed = float(
                 np.nanmean([self.value(a, s, name) - self.value(b, s, name) for s in seeds])
             )
-            if name in POINT_METRICS:
+            if name in SEED_ONLY_METRICS:
                 diffs = [self.value(a, s, name) - self.value(b, s, name) for s in seeds]
                 return seed_level_interval(diffs, np.zeros(len(diffs))), "seeds"
             reps = np.nanmean(
@@ -109,7 +117,7 @@ class Analysis:
         va = [self.value(a, s, name) for s in sa]
         vb = [self.value(b, s, name) for s in sb]
         var = 0.0
-        if name not in POINT_METRICS:
+        if name not in SEED_ONLY_METRICS:
             var = self._image_variance(
                 lambda w: (
                     np.nanmean([self._rep(a, s, name, w) for s in sa])

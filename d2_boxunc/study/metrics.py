@@ -14,7 +14,9 @@ each detection (``bbox_std`` for KL-Loss, ``pred_iou`` for IoU-Net):
 - ``sigma_blur_gap``: mean σ / object size on blurred-edge objects minus on sharp ones, with
   size = sqrt(w·h) of the ground-truth box.
 
-oLRP and its localisation component come from the run's ``eval_results.json`` and have no
+oLRP and its localisation component come from the run's ``eval_results.json``, and for dense
+detectors the positive-anchor ranking probe (aLRP's claim on the anchors the loss ranks, pooled
+and within each object) from ``ranking_probe.json`` (:mod:`.ranking_hunt`); these have no
 image-level resampling here (their intervals are seed-level only).
 """
 
@@ -29,7 +31,15 @@ from scipy.stats import spearmanr
 
 from .coco_tables import MatchTables, average_precision, match
 
-__all__ = ["AP_METRICS", "MECHANISM_METRICS", "RunData", "load_run", "metric"]
+__all__ = [
+    "AP_METRICS",
+    "MECHANISM_METRICS",
+    "PROBE_METRICS",
+    "SEED_ONLY_METRICS",
+    "RunData",
+    "load_run",
+    "metric",
+]
 
 AP_METRICS = {"AP": None, "AP50": 0.5, "AP75": 0.75, "AP80": 0.8, "AP90": 0.9}
 MECHANISM_METRICS = (
@@ -41,6 +51,11 @@ MECHANISM_METRICS = (
     "sigma_blur_gap",
 )
 POINT_METRICS = {"oLRP": ("lrp", "oLRP"), "oLRP_loc": ("lrp", "oLRP_loc")}
+PROBE_METRICS = {  # study name: key of ranking_probe.json's "probe"
+    "pos_score_iou_spearman": "positive_score_iou_spearman",
+    "pos_within_object_spearman": "within_object_spearman",
+}
+SEED_ONLY_METRICS = (*POINT_METRICS, *PROBE_METRICS)  # one value per run, no image resampling
 
 
 @dataclass
@@ -53,7 +68,7 @@ class RunData:
     size: np.ndarray  # (P,) sqrt(w h) of the paired ground truth
     blurred: np.ndarray  # (P,) bool, the ground truth has blurred edges
     pred_iou: np.ndarray | None  # (P,) predicted IoU of the paired detections
-    point: dict[str, float]  # oLRP etc. from eval_results.json
+    point: dict[str, float]  # oLRP etc. from eval_results.json, the ranking probe
 
 
 def _xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -79,6 +94,11 @@ def load_run(coco_gt, run_dir: str) -> RunData:
         value = evaluated.get(task, {}).get(key, None)
         if value is not None:
             point[name] = float(value)
+    probe_path = os.path.join(run_dir, "ranking_probe.json")
+    if os.path.isfile(probe_path):
+        with open(probe_path) as f:
+            probe = json.load(f)["probe"]
+        point.update({name: float(probe[key]) for name, key in PROBE_METRICS.items()})
     return RunData(
         tables=tables,
         sigma=np.asarray([d["bbox_std"] for d in det], dtype=np.float64) if has_sigma else None,
@@ -101,7 +121,7 @@ def metric(run: RunData, name: str, weights: np.ndarray | None = None) -> float:
     NaN when the run lacks what the metric needs (e.g. σ for a model without a σ head)."""
     if name in AP_METRICS:
         return average_precision(run.tables, weights, AP_METRICS[name])
-    if name in POINT_METRICS:
+    if name in SEED_ONLY_METRICS:
         return run.point.get(name, float("nan"))
     if name not in MECHANISM_METRICS:
         raise KeyError(f"unknown study metric '{name}'")

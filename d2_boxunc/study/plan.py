@@ -41,6 +41,8 @@ class Method:
     control: bool = False
     # training length relative to --max-iter (RetinaNet from scratch needs longer, docs/study.md)
     iter_scale: float = 1.0
+    # a dense detector: probe score vs IoU on its positive anchors (.ranking_hunt) after training
+    ranking_probe: bool = False
 
     def max_iter(self, study_max_iter: int) -> int:
         """This method's training iterations in a study of ``study_max_iter``."""
@@ -127,6 +129,7 @@ METHODS: dict[str, Method] = {
             "configs/aLRPLoss/focal_retinanet_R_50_FPN_100ep_512.py",
             overrides=tuple(RETINANET_MAPPER),
             iter_scale=RETINANET_ITER_SCALE,
+            ranking_probe=True,
         ),
         Method(
             "alrp",
@@ -134,6 +137,7 @@ METHODS: dict[str, Method] = {
             "configs/aLRPLoss/alrp_retinanet_R_50_FPN_100ep_512.py",
             overrides=tuple(RETINANET_MAPPER),
             iter_scale=RETINANET_ITER_SCALE,
+            ranking_probe=True,
         ),
         Method(
             "aploss",
@@ -141,6 +145,7 @@ METHODS: dict[str, Method] = {
             "configs/aLRPLoss/aploss_retinanet_R_50_FPN_100ep_512.py",
             overrides=tuple(RETINANET_MAPPER),
             iter_scale=RETINANET_ITER_SCALE,
+            ranking_probe=True,
         ),
     ]
 }
@@ -289,12 +294,27 @@ CLAIMS: list[Claim] = [
     Claim("aLRP Loss > AP Loss", "alrp", "aploss", "AP", "aLRP Tab. 4"),
     Claim("AP Loss > focal loss", "aploss", "focal", "AP", "AP Loss Tab. 3"),
     Claim(
-        "aLRP: positives' scores follow their IoU more than focal's",
+        "aLRP: positive anchors' scores follow their IoU more than focal's",
+        "alrp",
+        "focal",
+        "pos_score_iou_spearman",
+        "aLRP Sec. 4 / Fig. 4",
+    ),
+    Claim(
+        "aLRP: an object's better-localised anchors rank higher than with focal",
+        "alrp",
+        "focal",
+        "pos_within_object_spearman",
+        "aLRP Sec. 4 / Fig. 4",
+    ),
+    Claim(
+        "aLRP: matched detections' scores follow their IoU more than focal's",
         "alrp",
         "focal",
         "score_iou_spearman",
         "aLRP Sec. 4 / Fig. 4",
     ),
+    Claim("aLRP Loss > AP Loss at AP90", "alrp", "aploss", "AP90", "aLRP Tab. 4"),
     Claim(
         "aLRP Loss lowers oLRP vs focal loss", "alrp", "focal", "oLRP", "aLRP Tab. 4", direction=-1
     ),

@@ -23,12 +23,25 @@ from tqdm import tqdm
 
 from .stats import seed_level_interval, verdict
 
-__all__ = ["main", "probe_run"]
+__all__ = ["PROBE_IMAGES", "main", "probe_run", "probe_study_runs"]
 
 METRICS = ("positive_score_iou_spearman", "within_object_spearman", "positive_mean_iou")
+PROBE_IMAGES = 100  # first images of the validation split: ~10^4 positive anchors, ~20 s per run
 
 
-def probe_run(run_dir: str, max_images: int | None = None) -> dict:
+def _split_args(args: list[str]) -> tuple[list[str], tuple[str, str] | None]:
+    """A study run's ``train_net.py`` arguments as (overrides, ``--test-coco`` json and folder)."""
+    overrides, test_coco, it = [], None, iter(args)
+    for a in it:
+        if a in ("--train-coco", "--test-coco"):
+            pair = (next(it), next(it))
+            test_coco = pair if a == "--test-coco" else test_coco
+        elif not a.startswith("--"):
+            overrides.append(a)
+    return overrides, test_coco
+
+
+def probe_run(run_dir: str, max_images: int | None = PROBE_IMAGES) -> dict:
     """The probe on one study run (its ``study_key.json`` config and overrides, its final
     checkpoint, its validation split), cached in ``run_dir/ranking_probe.json``."""
     cache = os.path.join(run_dir, "ranking_probe.json")
@@ -47,9 +60,12 @@ def probe_run(run_dir: str, max_images: int | None = None) -> dict:
     from ..model_zoo import get_config_file
     from ..visualize import load_model
 
-    overrides = [a for a in key["args"] if not a.startswith("--")]
+    overrides, test_coco = _split_args(key["args"])
     model, cfg = load_model(
-        get_config_file(key["config"]), os.path.join(run_dir, "model_final.pth"), overrides
+        get_config_file(key["config"]),
+        os.path.join(run_dir, "model_final.pth"),
+        overrides,
+        test_coco=test_coco,
     )
     prepare_dataset(cfg.dataloader.test.dataset.names)  # e.g. the study's boxunc_synth_val500
     dicts = DatasetCatalog.get(cfg.dataloader.test.dataset.names)[:max_images]
@@ -59,11 +75,23 @@ def probe_run(run_dir: str, max_images: int | None = None) -> dict:
     return probe
 
 
+def probe_study_runs(run_dirs: list[str]) -> None:
+    """Probe each trained run of the study (cached; a run without a final checkpoint is left)."""
+    todo = [d for d in run_dirs if os.path.isfile(os.path.join(d, "model_final.pth"))]
+    for run in tqdm(todo, desc="ranking probe", unit="run", dynamic_ncols=True, disable=not todo):
+        probe_run(run)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="output/study", help="the study's output folder")
     parser.add_argument("--methods", default="focal,alrp,aploss", help="first one: the reference")
-    parser.add_argument("--max-images", type=int, default=None, help="probe the first N images")
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        default=PROBE_IMAGES,
+        help=f"probe the first N validation images (default {PROBE_IMAGES}, as the study does)",
+    )
     args = parser.parse_args(argv)
     import torch
 

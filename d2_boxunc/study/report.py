@@ -9,7 +9,7 @@ import numpy as np
 from tabulate import tabulate
 
 from .analysis import TABLE_METRICS, Analysis
-from .metrics import MECHANISM_METRICS, RunData
+from .metrics import MECHANISM_METRICS, PROBE_METRICS, RunData
 
 __all__ = ["iou_scatter", "write_report"]
 
@@ -137,15 +137,16 @@ def write_report(analysis: Analysis, out: str, header: dict, labels: dict[str, s
             tablefmt="github",
         )
     )
-    mech = [e for e in table if any(m in e for m in MECHANISM_METRICS)]
+    mechanisms = (*MECHANISM_METRICS, *PROBE_METRICS)
+    mech = [e for e in table if any(m in e for m in mechanisms)]
     lines += ["", "## Mechanism metrics (mean ± sd over seeds)", ""]
     lines.append(
         tabulate(
             [
-                [labels.get(e["row"], e["row"]), *(_fmt(e.get(m), 3) for m in MECHANISM_METRICS)]
+                [labels.get(e["row"], e["row"]), *(_fmt(e.get(m), 3) for m in mechanisms)]
                 for e in mech
             ],
-            headers=["row", *MECHANISM_METRICS],
+            headers=["row", *mechanisms],
             tablefmt="github",
         )
     )
