@@ -12,7 +12,7 @@ PKG_STAMP := $(VENV)/.stamp-d2_boxunc
 CSRC := $(shell find csrc -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) 2>/dev/null)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 
-.PHONY: setup demo study test lint format bench doctor cuda-check gpu-check kernel-coverage clean
+.PHONY: setup demo study test test-portable lint format bench doctor cuda-check gpu-check kernel-coverage clean
 
 setup: $(PKG_STAMP)
 
@@ -43,6 +43,12 @@ study: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# The portable build (D2_BOXUNC_PORTABLE=1: every platform-specific speed-up replaced by its
+# fallback, docs/design.md#portable-build), built in a copy of the checkout under build/portable
+# (the checkout's own d2_boxunc/_C*.so is left alone), then the tests that exercise csrc/ run on it.
+test-portable: setup
+	$(PY) dev/test_portable.py
 
 # Formatter and linter (ruff; settings in pyproject.toml).  `make format` rewrites in place.
 lint: $(DEPS_STAMP)

@@ -12,6 +12,10 @@ Environment variables:
     NVCC_FLAGS="..."         extra nvcc flags
     D2_BOXUNC_NO_EXT=1       build no compiled ops: a pure-Python package whose ops raise an
                              actionable error (packaging checks, docs builds)
+    D2_BOXUNC_PORTABLE=1     portable build: every platform-specific speed-up replaced by its
+                             standard C++ fallback (csrc/common/platform.h), no OpenMP, libmvec or
+                             other platform flags; slower CPU ops, same results within float
+                             rounding (`make test-portable` builds and tests one)
 
 The paper configs are package data of ``d2_boxunc.model_zoo`` (``d2_boxunc/model_zoo/configs/``;
 ``configs/`` at the repository root links there), so a non-editable install ships them.
@@ -60,17 +64,24 @@ def get_extensions() -> list:
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
 
     opt = ["-O0", "-g"] if debug else ["-O3"]
-    # -fopenmp: at::parallel_for is an inline header that runs serially unless the extension
-    # itself is compiled with OpenMP (it then shares torch's libgomp). -fno-trapping-math lets
-    # GCC turn selects around a divide into vector code (nothing here reads FP exception flags);
-    # it changes no computed value.
-    extra = {"cxx": opt + ["-std=c++20", "-fopenmp", "-fno-trapping-math"]}
-    define_macros = []
-    libraries = []
-    # glibc's vector math library (4 expf per call) for the KL-NMS vote weights; std::exp otherwise
-    if platform.machine() == "x86_64" and ctypes.util.find_library("mvec"):
-        define_macros.append(("D2B_HAVE_LIBMVEC", None))
-        libraries.append("mvec")
+    portable = os.getenv("D2_BOXUNC_PORTABLE", "0") == "1"
+    extra = {"cxx": opt + ["-std=c++20"]}
+    define_macros, libraries, link_args = [], [], []
+    if portable:
+        define_macros.append(("D2B_PORTABLE", None))
+    else:
+        # -fopenmp: at::parallel_for is an inline header that runs serially unless the extension
+        # itself is compiled with OpenMP (it then shares torch's libgomp). -fno-trapping-math lets
+        # GCC turn selects around a divide into vector code (nothing here reads FP exception
+        # flags); it changes no computed value. D2B_NO_TRAPPING_MATH only reports it
+        # (_build_features).
+        extra["cxx"] += ["-fopenmp", "-fno-trapping-math"]
+        define_macros.append(("D2B_NO_TRAPPING_MATH", None))
+        link_args.append("-fopenmp")
+        # glibc's vector math library (4 expf per call) for the KL-NMS vote weights
+        if platform.machine() == "x86_64" and ctypes.util.find_library("mvec"):
+            define_macros.append(("D2B_HAVE_LIBMVEC", None))
+            libraries.append("mvec")
     sources = cpp
     ext_class = CppExtension
     if with_cuda:
@@ -87,6 +98,7 @@ def get_extensions() -> list:
         f"torch {torch.__version__}, cuda={'yes' if with_cuda else 'no'}"
         f" (CUDA_HOME={CUDA_HOME}, FORCE_CUDA={int(force_cuda)},"
         f" arch={os.getenv('TORCH_CUDA_ARCH_LIST', '-')}), debug={int(debug)},"
+        f" portable={int(portable)},"
         f" {len(sources)} sources"
     )
     return [
@@ -97,7 +109,7 @@ def get_extensions() -> list:
             define_macros=define_macros,
             extra_compile_args=extra,
             libraries=libraries,
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link_args,
         )
     ]
 

@@ -1,8 +1,12 @@
 // Entry point of d2_boxunc._C.  The ops register themselves through TORCH_LIBRARY_FRAGMENT /
 // TORCH_LIBRARY_IMPL in their own files; this file only provides the Python module stub (so
-// `from d2_boxunc import _C` loads the library) and the `_cuda_version` op.
+// `from d2_boxunc import _C` loads the library) and the `_cuda_version` and `_build_features` ops.
 #include <Python.h>
 #include <torch/library.h>
+
+#include <string>
+
+#include "common/platform.h"
 
 #ifdef WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -27,8 +31,34 @@ int64_t cuda_version() {
 #endif
 }
 
+// The platform-specific parts this library was built with, comma-separated (common/platform.h;
+// docs/design.md#portable-build): "portable" alone for a D2_BOXUNC_PORTABLE=1 build, else the
+// speed-ups selected on this platform and the compiler flags setup.py added.
+std::string build_features() {
+  std::string out;
+  const auto add = [&](bool on, const char* name) {
+    if (on) out += out.empty() ? name : std::string(",") + name;
+  };
+#if defined(D2B_PORTABLE)
+  add(true, "portable");
+#endif
+  add(D2B_USE_VECTOR_EXT, "vector_ext");
+  add(D2B_USE_SSE, "sse");
+  add(D2B_USE_LIBMVEC, "libmvec");
+  add(D2B_USE_MADVISE, "madvise");
+  add(D2B_USE_GNU_HINTS, "gnu_hints");
+#if defined(_OPENMP)
+  add(true, "openmp");
+#endif
+#if defined(D2B_NO_TRAPPING_MATH)
+  add(true, "no_trapping_math");
+#endif
+  return out;
+}
+
 TORCH_LIBRARY_FRAGMENT(d2_boxunc, m) {
   m.def("_cuda_version", &cuda_version);
+  m.def("_build_features", &build_features);
 }
 
 }  // namespace d2_boxunc

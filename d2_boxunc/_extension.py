@@ -49,6 +49,17 @@ def cuda_version() -> int:
     return int(torch.ops.d2_boxunc._cuda_version())
 
 
+def build_features() -> tuple[str, ...]:
+    """The platform-specific parts the loaded ops were built with (``csrc/common/platform.h``):
+    ``("portable",)`` for a ``D2_BOXUNC_PORTABLE=1`` build, else e.g. ``("vector_ext", "sse",
+    "libmvec", "madvise", "gnu_hints", "openmp", "no_trapping_math")`` on x86-64 Linux with GCC.
+    Empty when the ops are not built."""
+    if not _HAS_OPS:
+        return ()
+    features = str(torch.ops.d2_boxunc._build_features())
+    return tuple(features.split(",")) if features else ()
+
+
 def check_device_supported(t: torch.Tensor, name: str) -> None:
     """Give a clear error for a CUDA tensor on a build without CUDA kernels."""
     if t.is_cuda and cuda_version() == -1:

@@ -40,6 +40,7 @@ def collect_env_info() -> str:
         cv = _extension.cuda_version()
         cuda = "CPU only" if cv < 0 else f"with CUDA {cv // 1000}.{cv % 1000 // 10}"
         rows.append(("d2_boxunc._C", f"built, {cuda}"))
+        rows.append(("d2_boxunc._C features", ", ".join(_extension.build_features()) or "-"))
     else:
         rows.append(("d2_boxunc._C", f"not built ({_extension._LOAD_ERROR})"))
     from d2_boxunc.data.synthetic import default_root

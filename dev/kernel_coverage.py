@@ -15,6 +15,7 @@ function, executed/total lines and the line numbers never executed.
 """
 
 import argparse
+import glob
 import gzip
 import json
 import os
@@ -94,7 +95,8 @@ def build(work: str) -> str:
     objdir = os.path.join(work, "obj")
     os.makedirs(objdir, exist_ok=True)
     objects, grid_sources = [], []
-    for dp, _, fs in os.walk(os.path.join(ROOT, "build")):
+    temps = glob.glob(os.path.join(ROOT, "build", "temp.*"))  # not build/portable (test-portable)
+    for dp, _, fs in (entry for temp in temps for entry in os.walk(temp)):
         for f in sorted(fs):
             if f.endswith(".o") and "csrc" in dp and not f.endswith("_gridcpu.o"):
                 objects.append(os.path.join(dp, f))

@@ -1,5 +1,10 @@
 """The compiled extension is built and loaded in the test environment (`make test` builds it)."""
 
+import ctypes.util
+import os
+import platform
+import sys
+
 import torch
 
 from d2_boxunc import _extension
@@ -21,3 +26,46 @@ def test_extension_loaded_with_every_op():
     assert cv == -1 or cv >= 11000, cv
     if torch.cuda.is_available():
         assert cv != -1, "a GPU is visible but the ops were built without CUDA"
+
+
+#: Set by `make test-portable` (dev/test_portable.py), which runs these tests on its build.
+EXPECT_BUILD_ENV = "D2_BOXUNC_EXPECT_BUILD"
+PLATFORM_SYMBOLS = (b"_ZGVbN4v_expf", b"_ZGVbN2v_exp", b"madvise", b"GOMP_")
+
+
+def _library_bytes() -> bytes:
+    from d2_boxunc import _C
+
+    with open(_C.__file__, "rb") as f:
+        return f.read()
+
+
+def test_build_features_name_the_selected_speed_ups():
+    """`_build_features` reports csrc/common/platform.h's selection: "portable" alone, or the
+    speed-ups of this platform; the default build on x86-64 Linux with GCC has all of them."""
+    features = _extension.build_features()
+    known = {"vector_ext", "sse", "libmvec", "madvise", "gnu_hints", "openmp", "no_trapping_math"}
+    if "portable" in features:
+        assert features == ("portable",)
+    else:
+        assert set(features) <= known and len(set(features)) == len(features), features
+    if os.environ.get(EXPECT_BUILD_ENV) == "portable":
+        assert features == ("portable",), features
+    elif sys.platform == "linux" and platform.machine() == "x86_64" and "portable" not in features:
+        assert {"vector_ext", "sse", "madvise", "gnu_hints", "openmp"} <= set(features), features
+        assert ("libmvec" in features) == bool(ctypes.util.find_library("mvec")), features
+
+
+def test_portable_library_references_no_platform_symbol():
+    """The portable build is portable in its binary: no libmvec entry point, no madvise, no
+    OpenMP runtime call. The default build on x86-64 Linux references the ones it reports."""
+    data = _library_bytes()
+    features = _extension.build_features()
+    if features == ("portable",):
+        assert not [s for s in PLATFORM_SYMBOLS if s in data]
+    if "libmvec" in features:
+        assert b"_ZGVbN4v_expf" in data
+    if "madvise" in features:
+        assert b"madvise" in data
+    if "openmp" in features:
+        assert b"GOMP_" in data

@@ -9,6 +9,7 @@
 #include "alrp/alrp_bands.h"
 #include "alrp/alrp_host.h"
 #include "alrp/alrp_tables.h"
+#include "common/platform.h"
 
 namespace d2_boxunc {
 
@@ -32,8 +33,8 @@ void band_stats_impl(
   const int64_t cells = tab.cells;
   at::parallel_for(0, chunks, 1, [=, &cnt, &tot](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      double* __restrict__ cc = cnt.data() + c * width;
-      double* __restrict__ tt = tot.data() + c * width;
+      double* D2B_RESTRICT cc = cnt.data() + c * width;
+      double* D2B_RESTRICT tt = tot.data() + c * width;
       const int64_t end = std::min(m, (c + 1) * per);
       for (int64_t j = c * per; j < end; ++j) {
         if (y[j] != L(0)) continue;
@@ -63,7 +64,7 @@ void band_grad_impl(
   const T lo = tab.lo, scale = tab.scale;
   const int64_t cells = tab.cells;
   at::parallel_for(0, m, kChunk, [=](int64_t begin, int64_t end) {
-    T* __restrict__ o = out;
+    T* D2B_RESTRICT o = out;
     for (int64_t j = begin; j < end; ++j) {
       const T x = v[j];
       if (y[j] != L(0) || !band_is_finite(x)) {

@@ -53,11 +53,4 @@ HOST_DEVICE inline double box_exp(double x) {
   return exp(x);
 }
 
-// Log of the IoU-closeness weight of KL-Loss variance voting (He et al., CVPR 2019, Eq. 11):
-// log p = -(1 - IoU)^2 / sigma_t.
-template <typename T>
-HOST_DEVICE inline T vote_log_p(T iou, T sigma_t) {
-  return -((T(1) - iou) * (T(1) - iou)) / sigma_t;
-}
-
 }  // namespace d2_boxunc

@@ -1,20 +1,23 @@
 // A 16-byte SIMD vector of float or double (SSE2 on x86-64, NEON on arm64) through the GCC/Clang
-// vector extension, for CPU loops the auto-vectoriser would leave in memory: accumulators held in
-// registers across an inner loop. Elsewhere it is one lane, i.e. plain scalar code. Also a 4 x 4
-// transpose (SSE shuffles for float where available).
+// vector extension (D2B_USE_VECTOR_EXT, common/platform.h), for CPU loops the auto-vectoriser
+// would leave in memory: accumulators held in registers across an inner loop. Portable fallback:
+// one lane, i.e. plain scalar code. Also a 4 x 4 transpose (SSE shuffles for float with
+// D2B_USE_SSE, a scalar loop otherwise).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
-#if defined(__SSE__)
+#include "common/platform.h"
+
+#if D2B_USE_SSE
 #include <xmmintrin.h>
 #endif
 
 namespace d2_boxunc {
 namespace simd {
 
-#if defined(__GNUC__) || defined(__clang__)
+#if D2B_USE_VECTOR_EXT
 template <typename T>
 struct VecOf {
   typedef T type __attribute__((vector_size(16)));
@@ -63,7 +66,7 @@ inline void transpose4x4(const T* src, int64_t src_ld, T* dst, int64_t dst_ld) {
   }
 }
 
-#if defined(__SSE__)
+#if D2B_USE_SSE
 template <>
 inline void transpose4x4<float>(const float* src, int64_t src_ld, float* dst, int64_t dst_ld) {
   __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + src_ld);

@@ -1,12 +1,15 @@
 // exp of four values at once, for the CPU loops whose cost is dominated by exp (the KL-NMS vote
-// weights). Uses the SSE variants of glibc's vector math library (libmvec, the x86-64 vector
-// function ABI that compilers target under -ffast-math) when setup.py found it; these are within
-// 3 ulp of std::exp. Elsewhere it is four std::exp calls.
+// weights). With D2B_USE_LIBMVEC (common/platform.h: x86-64, setup.py found glibc's libmvec, not a
+// portable build) it calls the SSE variants of glibc's vector math library by their names in the
+// x86-64 vector function ABI (what compilers target under -ffast-math); these are within 3 ulp of
+// std::exp. Portable fallback: four std::exp calls.
 #pragma once
 
 #include <cmath>
 
-#if defined(D2B_HAVE_LIBMVEC) && defined(__x86_64__)
+#include "common/platform.h"
+
+#if D2B_USE_LIBMVEC
 #include <emmintrin.h>
 extern "C" __m128 _ZGVbN4v_expf(__m128);
 extern "C" __m128d _ZGVbN2v_exp(__m128d);
@@ -15,7 +18,7 @@ extern "C" __m128d _ZGVbN2v_exp(__m128d);
 namespace d2_boxunc {
 
 inline void exp4(const float* in, float* out) {
-#if defined(D2B_HAVE_LIBMVEC) && defined(__x86_64__)
+#if D2B_USE_LIBMVEC
   _mm_storeu_ps(out, _ZGVbN4v_expf(_mm_loadu_ps(in)));
 #else
   for (int k = 0; k < 4; ++k) out[k] = std::exp(in[k]);
@@ -23,7 +26,7 @@ inline void exp4(const float* in, float* out) {
 }
 
 inline void exp4(const double* in, double* out) {
-#if defined(D2B_HAVE_LIBMVEC) && defined(__x86_64__)
+#if D2B_USE_LIBMVEC
   _mm_storeu_pd(out, _ZGVbN2v_exp(_mm_loadu_pd(in)));
   _mm_storeu_pd(out + 2, _ZGVbN2v_exp(_mm_loadu_pd(in + 2)));
 #else

@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 
+#include <bit>
 #include <vector>
 
 #include "common/box_utils.h"
@@ -150,7 +151,7 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_grid(
         unsigned long long fresh = row[w] & ~removed[w];
         removed[w] |= fresh;
         while (fresh) {
-          const int bit = __builtin_ctzll(fresh);
+          const int bit = std::countr_zero(fresh);
           best = box_max(best, c[w * kBlock + bit]);
           fresh &= fresh - 1;
         }

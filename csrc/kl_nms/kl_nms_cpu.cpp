@@ -1,7 +1,8 @@
 // CPU KL-Loss NMS on a BoxGrid (see common/box_grid.h): a round visits the boxes of the cells
-// that can overlap the selection, in one pass for the IoUs (and the per-coordinate max of the log
-// weights), one for the votes and one that decays or suppresses. A vote or suppression threshold
-// below 0 involves every box, and then every live cell is visited.
+// that can overlap the selection, in one pass for the IoUs, then lets the selection and the
+// overlapping boxes vote (vote_box of common/vote.h, the vote the var_voting op runs too), then
+// decays or suppresses them. A vote or suppression threshold below 0 involves every box, and then
+// every live cell is visited.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "common/box_utils.h"
 #include "common/nms_common.h"
 #include "common/vec_exp.h"
+#include "common/vote.h"
 #include "kl_nms/kl_nms.h"
 
 namespace d2_boxunc {
@@ -50,7 +52,7 @@ void kl_nms_one_class(
   }
   std::vector<T> o(n);  // IoU of each visited slot with the selection
   std::vector<int64_t> cells, hits(n), voters(p.vote ? n : 0);
-  std::vector<T> log_p(p.vote ? n : 0), w(p.vote ? 4 * n : 0);  // per voter
+  std::vector<T> log_p(p.vote ? n : 0);  // per voter
   // Voters have IoU > vote threshold; soft decay changes boxes with IoU > 0, hard suppression
   // those with IoU > iou_threshold. A negative threshold reaches boxes disjoint from the selection.
   const T decay_t = p.soft ? T(0) : p.iou_threshold;
@@ -65,41 +67,27 @@ void kl_nms_one_class(
 
     const T mc[4] = {g.x1[m], g.y1[m], g.x2[m], g.y2[m]};
     if (p.vote) {
-      // Voters: the selected box itself and the live boxes with IoU above the vote threshold (log
-      // p = 0 even when its area is 0). Weights exp(log p - log var - max) per coordinate,
-      // with the max over the voters, so that no weight overflows and the largest is 1.
+      // Voters (vote_box of common/vote.h): the selected box itself, with log p = 0 even when its
+      // area is 0, and the live boxes with IoU above the vote threshold.
       int64_t nv = 0;
       for (int64_t h = 0; h < k; ++h) {  // branch-free compaction
         voters[nv] = hits[h];
         nv += o[hits[h]] > p.vote_iou_threshold;
       }
-      T mx[4];
-      for (int c = 0; c < 4; ++c) mx[c] = -a[4 * m + c];
-      for (int64_t v = 0; v < nv; ++v) {
-        log_p[v] = vote_log_p(o[voters[v]], p.sigma_t);
-        for (int c = 0; c < 4; ++c) mx[c] = box_max(mx[c], log_p[v] - a[4 * voters[v] + c]);
-      }
-      for (int64_t v = 0; v < nv; ++v) {
-        T x[4];
-        for (int c = 0; c < 4; ++c) x[c] = log_p[v] - a[4 * voters[v] + c] - mx[c];
-        exp4(x, &w[4 * v]);
-      }
-      T num[4], den[4];
-      for (int c = 0; c < 4; ++c) {
-        den[c] = box_exp(-a[4 * m + c] - mx[c]);
-        num[c] = den[c] * mc[c];
-      }
-      for (int64_t v = 0; v < nv; ++v) {
-        const int64_t j = voters[v];
-        const T coord[4] = {g.x1[j], g.y1[j], g.x2[j], g.y2[j]};
-        for (int c = 0; c < 4; ++c) {
-          num[c] += w[4 * v + c] * coord[c];
-          den[c] += w[4 * v + c];
+      for (int64_t v = 0; v < nv; ++v) log_p[v] = vote_log_p(o[voters[v]], p.sigma_t);
+      const auto each_voter = [&](const auto& f) {
+        f(T(0), &a[4 * m], mc);
+        for (int64_t v = 0; v < nv; ++v) {
+          const int64_t j = voters[v];
+          const T coord[4] = {g.x1[j], g.y1[j], g.x2[j], g.y2[j]};
+          f(log_p[v], &a[4 * j], coord);
         }
-      }
-      for (int c = 0; c < 4; ++c) voted.push_back(num[c] / den[c]);
+      };
+      T out[4];
+      vote_box<T>(each_voter, [](const T* x, T* e) { exp4(x, e); }, out);
+      voted.insert(voted.end(), out, out + 4);
     } else {
-      for (int c = 0; c < 4; ++c) voted.push_back(mc[c]);
+      voted.insert(voted.end(), mc, mc + 4);
     }
 
     for (int64_t h = 0; h < k; ++h) {

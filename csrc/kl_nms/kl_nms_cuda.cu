@@ -1,7 +1,7 @@
 // CUDA registration of KL-Loss NMS. Selection, voting and suppression form one sequential loop
 // (each round's voters depend on the previous round's suppression), so the inputs are copied to
 // the host, run through the CPU kernel, and the results copied back. For voting alone over a
-// fixed candidate set, var_voting has a real CUDA kernel.
+// fixed candidate set, var_voting has a real CUDA kernel; both run the vote of common/vote.h.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 

@@ -11,10 +11,8 @@
 #include <cstdint>
 #include <vector>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
+#include "common/huge_pages.h"
+#include "common/platform.h"
 #include "common/simd.h"
 #include "prroi_pool/prroi_pool_checks.h"
 #include "prroi_pool/prroi_pool_kernel.h"
@@ -138,24 +136,24 @@ inline void block_to_channels_first(const T* src, int64_t nc, int64_t bins, T* d
 // instead of one per tap. The sum runs in the order of t, like a chain of axpys.
 template <bool Accumulate, int64_t kRegs = 8, typename T>
 inline void weighted_sum(
-    T* __restrict__ y, const T* __restrict__ x, int64_t stride, const T* __restrict__ w, int64_t n,
+    T* D2B_RESTRICT y, const T* D2B_RESTRICT x, int64_t stride, const T* D2B_RESTRICT w, int64_t n,
     int64_t len, T scale = T(1)) {
   using simd::Vec;
   constexpr int64_t kLanes = simd::kLanes<T>, kBlock = kLanes * kRegs;
   int64_t k = 0;
   for (; k + kBlock <= len; k += kBlock) {
     Vec<T> acc[kRegs];
-#pragma GCC unroll 8
+    D2B_UNROLL(8)
     for (int64_t r = 0; r < kRegs; ++r) {
       acc[r] = Accumulate ? simd::load(y + k + r * kLanes) : Vec<T>{};
     }
     for (int64_t t = 0; t < n; ++t) {
       const T wt = w[t] * scale;
       const T* xt = x + t * stride + k;
-#pragma GCC unroll 8
+      D2B_UNROLL(8)
       for (int64_t r = 0; r < kRegs; ++r) acc[r] += wt * simd::load(xt + r * kLanes);
     }
-#pragma GCC unroll 8
+    D2B_UNROLL(8)
     for (int64_t r = 0; r < kRegs; ++r) simd::store(y + k + r * kLanes, acc[r]);
   }
   for (; k + kLanes <= len; k += kLanes) {
@@ -172,7 +170,7 @@ inline void weighted_sum(
 
 // y = a * x0 + b * x1 over len values: the map interpolated between two taps.
 template <typename T>
-inline void two_taps(T* __restrict__ y, const T* x0, T a, const T* x1, T b, int64_t len) {
+inline void two_taps(T* D2B_RESTRICT y, const T* x0, T a, const T* x1, T b, int64_t len) {
   for (int64_t k = 0; k < len; ++k) y[k] = a * x0[k] + b * x1[k];
 }
 
@@ -228,8 +226,8 @@ inline int64_t first_tap(const AxisWeights<T>& a, int64_t k, int64_t first) {
 // order differs from a plain loop only by rounding).
 template <typename T>
 inline void dot4(
-    const T* __restrict__ g, const T* __restrict__ a, const T* __restrict__ b,
-    const T* __restrict__ c, const T* __restrict__ d, int64_t n, T* out) {
+    const T* D2B_RESTRICT g, const T* D2B_RESTRICT a, const T* D2B_RESTRICT b,
+    const T* D2B_RESTRICT c, const T* D2B_RESTRICT d, int64_t n, T* out) {
   using simd::Vec;
   constexpr int64_t kLanes = simd::kLanes<T>;
   Vec<T> sa{}, sb{}, sc{}, sd{};
@@ -526,25 +524,6 @@ void backward_impl(
     }
     for (int64_t k = 0; k < 4; ++k) grad_rois[5 * m + 1 + k] = d[k] * scale;
   }
-}
-
-// at::empty for the large results (the pooled features and the input gradient, tens of MB each).
-// Fresh allocations of that size are new pages, and faulting them in 4 KiB at a time costs about
-// as much as the writes that fill them; on Linux the 2 MiB-aligned interior is
-// marked for transparent huge pages before first touch (what torch's THP_MEM_ALLOC_ENABLE does
-// for every allocation). Elsewhere, or when THP is off, this is plain at::empty.
-at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(sizes, options);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t end = begin + t.nbytes();
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
-  if (last > first + kHuge) {
-    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // a hint: errors ignored
-  }
-#endif
-  return t;
 }
 
 // True for a dense channels-last (N, H, W, C) layout, which the kernels read in place.
