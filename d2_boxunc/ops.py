@@ -61,6 +61,11 @@ if has_ops():
         keep, k = _dynamic_keep(boxes)
         return keep, cls_scores.new_empty(k)
 
+    @torch.library.register_fake("d2_boxunc::diou_nms")
+    def _diou_nms_fake(boxes, scores, idxs, iou_threshold):
+        _check_boxes(boxes)
+        return _dynamic_keep(boxes)[0]
+
     @torch.library.register_fake("d2_boxunc::kl_nms")
     def _kl_nms_fake(
         boxes,

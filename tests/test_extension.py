@@ -18,6 +18,7 @@ def test_extension_loaded_with_every_op():
         "_prroi_pool_backward",
         "soft_nms",
         "iou_guided_nms",
+        "diou_nms",
         "var_voting",
         "kl_nms",
     ):

@@ -212,6 +212,44 @@ def test_iou_nms_mask_body_empty_and_degenerate():
     assert keep.tolist() == [2, 0, 3]
 
 
+# the same sizes; thresholds: positive, 0 and negative (DIoU-NMS then also suppresses disjoint boxes)
+@pytest.mark.parametrize("n", [1, 37, 64, 200])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize("threshold", [0.4, 0.0, -0.2])
+def test_diou_nms_mask_body_matches_cpu_op_and_reference(n, dtype, batched, threshold):
+    boxes, scores, _, classes = _clustered(n, n + 1, dtype)
+    idxs = classes if batched else None
+    keep = ops._diou_nms_gridcpu(boxes, scores, idxs, threshold)
+    assert torch.equal(keep, ops.diou_nms(boxes, scores, idxs, threshold))
+    if batched:
+        keep_ref = ref.batched_diou_nms(boxes, scores, classes, threshold)
+    else:
+        keep_ref = ref.diou_nms(boxes, scores, threshold)
+    assert torch.equal(keep, keep_ref)
+
+
+def test_diou_nms_mask_body_empty_and_degenerate():
+    empty = ops._diou_nms_gridcpu(torch.zeros(0, 4), torch.zeros(0), None, 0.5)
+    assert empty.shape == (0,) and empty.dtype == torch.long
+    # identical boxes (penalty 0), a box beside them (IoU 1/3, penalty 1/13), an inverted box and
+    # two equal points (enclosing diagonal 0: penalty 0, IoU 0). Below 0 the disjoint boxes fall:
+    # box 3 (penalty 0.04 with box 0) at -0.03 suppresses the points at its centre (penalty 0).
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [0, 0, 10, 10], [5, 0, 15, 10], [5, 5, 1, 1], [3, 3, 3, 3], [3, 3, 3, 3.0]]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    for threshold, expected in (
+        (0.3, [0, 2, 3, 4, 5]),
+        (0.25, [0, 3, 4, 5]),
+        (-0.03, [0, 3]),
+        (-0.1, [0]),
+    ):
+        keep = ops._diou_nms_gridcpu(boxes, scores, None, threshold)
+        assert torch.equal(keep, ops.diou_nms(boxes, scores, None, threshold))
+        assert keep.tolist() == expected, threshold
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("iou_threshold", [0.0, 0.6, 1.0])
 def test_var_voting_body_matches_cpu_op_and_reference(dtype, iou_threshold):

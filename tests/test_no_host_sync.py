@@ -15,9 +15,11 @@ from torch.overrides import TorchFunctionMode
 
 from d2_boxunc import _extension
 from d2_boxunc.layers import (
+    batched_diou_nms,
     batched_iou_guided_nms,
     batched_kl_nms,
     batched_soft_nms,
+    diou_nms,
     iou_guided_nms,
     kl_nms,
     prroi_pool,
@@ -74,6 +76,8 @@ def _calls(device):
         "batched_soft_nms": lambda: batched_soft_nms(boxes, scores, idxs, "linear"),
         "iou_guided_nms": lambda: iou_guided_nms(boxes, scores, ious, 0.5, multiply_cls=True),
         "batched_iou_guided_nms": lambda: batched_iou_guided_nms(boxes, scores, ious, idxs, 0.5),
+        "diou_nms": lambda: diou_nms(boxes, scores, 0.5),
+        "batched_diou_nms": lambda: batched_diou_nms(boxes, scores, idxs, 0.5),
         "var_voting": lambda: var_voting(boxes[:3], boxes, log_vars.exp()),
         "kl_nms": lambda: kl_nms(boxes, scores, log_vars),
         "batched_kl_nms": lambda: batched_kl_nms(boxes, scores, log_vars, idxs, soft=True),

@@ -39,6 +39,43 @@ HOST_DEVICE inline T box_iou(
   return (valid ? inter : T(0)) / (valid ? uni : T(1));  // an unconditional divide vectorises
 }
 
+// a * b rounded on its own. In device code nvcc contracts a product followed by an add into one
+// FMA (one rounding less); the helpers below that sum products use this, so that both devices
+// round the same way.
+HOST_DEVICE inline float box_mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+HOST_DEVICE inline double box_mul(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// Penalty R = rho^2 / c^2 of Distance-IoU (Zheng et al., AAAI 2020, Eq. 6): squared distance of
+// the two box centres over the squared diagonal of the smallest box enclosing both; 0 when that
+// diagonal is 0 (two equal points). Evaluated on doubled centres, R = (dx^2 + dy^2) / (4 c^2), in
+// the order of the PyTorch reference (d2_boxunc/layers/_reference/nms.py). R >= 0, and R <= 1 for
+// non-inverted boxes, so IoU - R > t >= 0 implies IoU > t.
+template <typename T>
+HOST_DEVICE inline T box_diou_penalty(
+    T ax1, T ay1, T ax2, T ay2, T bx1, T by1, T bx2, T by2) {
+  const T dx = (ax1 + ax2) - (bx1 + bx2);
+  const T dy = (ay1 + ay2) - (by1 + by2);
+  const T cw = box_max(ax2, bx2) - box_min(ax1, bx1);
+  const T ch = box_max(ay2, by2) - box_min(ay1, by1);
+  const T rho2 = box_mul(dx, dx) + box_mul(dy, dy);
+  const T c2 = T(4) * (box_mul(cw, cw) + box_mul(ch, ch));
+  const bool valid = c2 > T(0);
+  return (valid ? rho2 : T(0)) / (valid ? c2 : T(1));
+}
+
 }  // namespace d2_boxunc
 
 #include <math.h>

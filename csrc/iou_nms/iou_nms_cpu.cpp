@@ -1,7 +1,8 @@
 // CPU IoU-guided NMS: sort by key, then the greedy suppression loop of hard NMS (suppressed boxes
 // are skipped early), taking the max cls score of each cluster on the way. Per class, on
 // contiguous copies of the boxes in key order; each kept box only visits the boxes of the grid
-// cells (common/box_grid.h) that can overlap it.
+// cells (common/box_grid.h) that can overlap it. With `diou` the overlap is IoU - rho^2 / c^2
+// (DIoU-NMS, csrc/diou_nms).
 #include <torch/library.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "common/box_grid.h"
 #include "common/box_utils.h"
 #include "common/nms_common.h"
+#include "iou_nms/iou_nms.h"
 
 namespace d2_boxunc {
 
@@ -23,10 +25,11 @@ void iou_nms_one_class(
     const T* cls,
     const std::vector<int64_t>& members,  // indices of this class in decreasing key order
     T iou_threshold,
+    bool diou,
     std::vector<char>& kept,
     std::vector<T>& out_score) {
   const int64_t g = static_cast<int64_t>(members.size());
-  if (iou_threshold < T(0)) {  // the first box suppresses every later one, overlapping or not
+  if (iou_threshold < T(0) && !diou) {  // the first box suppresses every later box
     if (g == 0) return;
     T best = cls[members[0]];
     for (int64_t a = 1; a < g; ++a) best = box_max(best, cls[members[a]]);
@@ -34,9 +37,10 @@ void iou_nms_one_class(
     out_score[members[0]] = best;
     return;
   }
-  // Only boxes that overlap can be suppressed (IoU > threshold >= 0): a kept box visits the boxes
-  // of the grid cells that can overlap it. Boxes are processed in key order (members[a] sits in
-  // slot grid.slot[a]); a processed box leaves the grid, so every live box comes later.
+  // Only boxes that overlap can be suppressed (IoU >= IoU - R > threshold >= 0): a kept box visits
+  // the boxes of the grid cells that can overlap it (every cell for a negative threshold, which
+  // DIoU can pass with disjoint boxes). Boxes are processed in key order (members[a] sits in slot
+  // grid.slot[a]); a processed box leaves the grid, so every live box comes later.
   BoxGrid<T> grid(boxes, nullptr, members);
   std::vector<T> o(g);
   std::vector<int64_t> cells, hits(g);
@@ -46,9 +50,20 @@ void iou_nms_one_class(
     grid.take(q);
     T best = cls[members[a]];
     const T ax1 = grid.x1[q], ay1 = grid.y1[q], ax2 = grid.x2[q], ay2 = grid.y2[q];
-    grid.cells_near(ax1, ay1, ax2, ay2, false, cells);
-    const int64_t k = grid.overlaps(
+    grid.cells_near(ax1, ay1, ax2, ay2, iou_threshold < T(0), cells);
+    int64_t k = grid.overlaps(
         ax1, ay1, ax2, ay2, grid.area[q], cells, iou_threshold, o.data(), hits.data());
+    if (diou) {  // of the boxes with IoU > threshold, those with IoU - R > threshold (in order)
+      int64_t kd = 0;
+      for (int64_t h = 0; h < k; ++h) {
+        const int64_t j = hits[h];
+        const T r = box_diou_penalty(
+            ax1, ay1, ax2, ay2, grid.x1[j], grid.y1[j], grid.x2[j], grid.y2[j]);
+        hits[kd] = j;
+        kd += o[j] - r > iou_threshold;
+      }
+      k = kd;
+    }
     for (int64_t h = 0; h < k; ++h) {
       grid.kill(hits[h]);
       best = box_max(best, cls[grid.id[hits[h]]]);
@@ -65,6 +80,18 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_cpu_kernel(
     const at::Tensor& keys,
     const std::optional<at::Tensor>& idxs,
     double iou_threshold) {
+  return iou_nms_cpu(boxes, cls_scores, keys, idxs, iou_threshold, /*diou=*/false);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> iou_nms_cpu(
+    const at::Tensor& boxes,
+    const at::Tensor& cls_scores,
+    const at::Tensor& keys,
+    const std::optional<at::Tensor>& idxs,
+    double iou_threshold,
+    bool diou) {
   check_boxes_arg(boxes, "boxes");
   const int64_t n = boxes.size(0);
   check_per_box_arg(cls_scores, "cls_scores", boxes, n);
@@ -86,7 +113,7 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_cpu_kernel(
     for (const auto& members : group_by_class(idxs, order)) {
       iou_nms_one_class<scalar_t>(
           b.data_ptr<scalar_t>(), cs.data_ptr<scalar_t>(), members,
-          static_cast<scalar_t>(iou_threshold), kept, out_score);
+          static_cast<scalar_t>(iou_threshold), diou, kept, out_score);
     }
     std::vector<int64_t> keep;
     for (int64_t i : order) {
@@ -104,8 +131,6 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_cpu_kernel(
   });
   return {keep_t, scores_t};
 }
-
-}  // namespace
 
 TORCH_LIBRARY_IMPL(d2_boxunc, CPU, m) {
   m.impl("iou_guided_nms", &iou_guided_nms_cpu_kernel);

@@ -31,7 +31,8 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_cuda_kernel(
   c10::cuda::CUDAGuard guard(boxes.device());
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   return iou_guided_nms_grid(
-      boxes, cls_scores, keys, idxs, iou_threshold, [&]<typename T>(const MaskArgs<T>& a) {
+      boxes, cls_scores, keys, idxs, iou_threshold, /*diou=*/false,
+      [&]<typename T>(const MaskArgs<T>& a) {
         const dim3 grid(a.col_blocks, a.col_blocks);
         iou_mask_kernel<T><<<grid, kBlock, 0, stream>>>(a);
         C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -1,7 +1,9 @@
-// IoU-guided NMS on a device: the key sort and the pairwise suppression bitmask (bit k of word
-// (i, w) set when box i precedes box w * 64 + k in key order, both share a class and IoU >
-// threshold) are computed in parallel; the greedy pass over the mask, which is sequential, runs on
-// the host after one copy, like torchvision's nms.
+// IoU-guided NMS and DIoU-NMS on a device: the key sort and the pairwise suppression bitmask (bit
+// k of word (i, w) set when box i precedes box w * 64 + k in key order, both share a class and
+// their overlap > threshold) are computed in parallel; the greedy pass over the mask, which is
+// sequential, runs on the host after one copy, like torchvision's nms. The overlap is the IoU, or
+// with `diou` IoU - rho^2 / c^2 (DIoU-NMS, Zheng et al., AAAI 2020, with key = score;
+// csrc/diou_nms).
 //
 // The mask kernel has two phases per block (64 x 64 tile of box pairs), separated by
 // __syncthreads: each thread loads one column box into shared memory, then each thread tests its
@@ -30,6 +32,7 @@ struct MaskArgs {
   const T* boxes;  // (n, 4) in key order
   const int64_t* cls;  // (n,) in key order, or nullptr for one class
   T iou_threshold;
+  bool diou;  // overlap = IoU - box_diou_penalty (DIoU-NMS) instead of IoU
   int64_t col_blocks;
   unsigned long long* mask;  // (n, col_blocks)
 };
@@ -77,10 +80,9 @@ HOST_DEVICE inline void mask_row(
   unsigned long long bits = 0;
   for (int k = row_block == col_block ? tid + 1 : 0; k < col_size; ++k) {
     const T* s = tile.boxes + 5 * k;
-    if (tile.cls[k] == cls &&
-        box_iou(b[0], b[1], b[2], b[3], area, s[0], s[1], s[2], s[3], s[4]) > a.iou_threshold) {
-      bits |= 1ULL << k;
-    }
+    T overlap = box_iou(b[0], b[1], b[2], b[3], area, s[0], s[1], s[2], s[3], s[4]);
+    if (a.diou) overlap -= box_diou_penalty(b[0], b[1], b[2], b[3], s[0], s[1], s[2], s[3]);
+    if (tile.cls[k] == cls && overlap > a.iou_threshold) bits |= 1ULL << k;
   }
   a.mask[i * a.col_blocks + col_block] = bits;
 }
@@ -100,11 +102,11 @@ void mask_gridcpu(const MaskArgs<T>& a) {
 }
 
 // The whole op around the mask launch: `launch(args)` fills args.mask (a CUDA launch, or
-// mask_gridcpu). Returns (keep, out_scores) on the boxes' device.
+// mask_gridcpu). `diou` selects the DIoU overlap. Returns (keep, out_scores) on the boxes' device.
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> iou_guided_nms_grid(
     const at::Tensor& boxes, const at::Tensor& cls_scores, const at::Tensor& keys,
-    const std::optional<at::Tensor>& idxs, double iou_threshold, Launch&& launch) {
+    const std::optional<at::Tensor>& idxs, double iou_threshold, bool diou, Launch&& launch) {
   check_boxes_arg(boxes, "boxes");
   const int64_t n = boxes.size(0);
   check_per_box_arg(cls_scores, "cls_scores", boxes, n);
@@ -125,6 +127,7 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_grid(
         sorted_boxes.data_ptr<scalar_t>(),
         idxs.has_value() ? sorted_cls.data_ptr<int64_t>() : nullptr,
         static_cast<scalar_t>(iou_threshold),
+        diou,
         col_blocks,
         reinterpret_cast<unsigned long long*>(mask.data_ptr<int64_t>())};
     launch(a);

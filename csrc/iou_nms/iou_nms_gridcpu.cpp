@@ -12,7 +12,7 @@ std::tuple<at::Tensor, at::Tensor> iou_guided_nms_gridcpu(
     const at::Tensor& boxes, const at::Tensor& cls_scores, const at::Tensor& keys,
     const std::optional<at::Tensor>& idxs, double iou_threshold) {
   return iou_guided_nms_grid(
-      boxes, cls_scores, keys, idxs, iou_threshold,
+      boxes, cls_scores, keys, idxs, iou_threshold, /*diou=*/false,
       []<typename T>(const MaskArgs<T>& a) { mask_gridcpu(a); });
 }
 

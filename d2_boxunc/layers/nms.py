@@ -1,4 +1,5 @@
-"""NMS family for box-uncertainty detectors: soft-NMS, IoU-guided NMS, KL-Loss variance voting.
+"""NMS family for box-uncertainty detectors: soft-NMS, IoU-guided NMS, DIoU-NMS, KL-Loss variance
+voting.
 
 Boxes are ``(x1, y1, x2, y2)`` without "+1". The exact conventions
 (docs/design.md#nms-family-rules):
@@ -30,9 +31,11 @@ from torch import Tensor
 from d2_boxunc import _extension
 
 __all__ = [
+    "batched_diou_nms",
     "batched_iou_guided_nms",
     "batched_kl_nms",
     "batched_soft_nms",
+    "diou_nms",
     "iou_guided_nms",
     "kl_nms",
     "soft_nms",
@@ -244,6 +247,48 @@ def batched_iou_guided_nms(
     )
     idxs = _check_idxs(idxs, boxes)
     return torch.ops.d2_boxunc.iou_guided_nms(boxes.detach(), cls_scores, key, idxs, iou_threshold)
+
+
+def _diou_nms_args(boxes, scores, iou_threshold) -> float:
+    _extension.assert_has_ops()
+    _check_boxes(boxes, "boxes")
+    _check_like(scores, "scores", boxes, (boxes.shape[0],))
+    iou_threshold = _check_iou_threshold(iou_threshold, "iou_threshold")
+    _check_values(boxes, "boxes")
+    _check_values(scores, "scores")
+    return iou_threshold
+
+
+def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """DIoU-NMS (Zheng et al., "Distance-IoU Loss", AAAI 2020, Eq. 10) on one class.
+
+    Greedy NMS by decreasing score whose overlap is ``IoU - rho^2 / c^2`` (rho: distance of the
+    box centres; c: diagonal of the smallest box enclosing both; the penalty is 0 when c is 0):
+    each box is suppressed by the first kept box with ``IoU - rho^2 / c^2 > iou_threshold``. Of
+    two boxes with the same IoU, the one whose centre is farther from the kept box survives, so
+    two objects side by side are kept more often than with IoU-based NMS.
+
+    Args:
+        boxes (Tensor[N, 4]): xyxy boxes, float32 or float64.
+        scores (Tensor[N]): scores, same dtype.
+        iou_threshold (float): suppression threshold (strict), in [-1, 1]; a negative threshold
+            can suppress disjoint boxes (their overlap is ``-rho^2 / c^2``).
+
+    Returns:
+        Tensor[K] int64: kept indices in decreasing score order (ties: smaller index first).
+    """
+    iou_threshold = _diou_nms_args(boxes, scores, iou_threshold)
+    return torch.ops.d2_boxunc.diou_nms(boxes.detach(), scores.detach(), None, iou_threshold)
+
+
+def batched_diou_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """:func:`diou_nms` per class ``idxs``, as torchvision's ``batched_nms`` for NMS; the classes
+    are separated inside the op (no coordinate offsets: with a negative threshold DIoU-NMS also
+    suppresses disjoint boxes, so offsets would not separate them). The result is ordered by
+    decreasing score, ties to the smaller index."""
+    iou_threshold = _diou_nms_args(boxes, scores, iou_threshold)
+    idxs = _check_idxs(idxs, boxes)
+    return torch.ops.d2_boxunc.diou_nms(boxes.detach(), scores.detach(), idxs, iou_threshold)
 
 
 def var_voting(

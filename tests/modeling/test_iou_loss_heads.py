@@ -167,6 +167,42 @@ def test_bad_predictor_arguments():
         make_predictor("iou", iou_loss_weight=-1.0)
     with pytest.raises(ValueError, match="iou_loss_eps"):
         make_predictor("iou", iou_loss_eps=0.0)
+    with pytest.raises(ValueError, match=r"test_nms_type must be one of \('standard', 'diou'\)"):
+        make_predictor("diou", test_nms_type="soft")
+
+
+@pytest.mark.parametrize("nms_type,kept", [("standard", 1), ("diou", 2)])
+def test_diou_nms_keeps_the_box_beside_that_nms_suppresses(nms_type, kept):
+    """Two boxes of class 0 side by side: IoU 1/3, DIoU 1/3 - 1/13, threshold 0.3."""
+    pred = make_predictor(
+        "diou", test_nms_type=nms_type, test_nms_thresh=0.3, test_score_thresh=0.05
+    )
+    boxes = torch.tensor([[20.0, 20.0, 40.0, 40.0], [30.0, 20.0, 50.0, 40.0]])
+    p = Instances((100, 120))
+    p.proposal_boxes = Boxes(boxes)
+    logits = torch.tensor([[5.0, 0.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+    (r,), (rows,) = pred.inference((logits, torch.zeros(2, 4 * K)), [p])
+    assert rows.tolist() == list(range(kept)) and r.pred_classes.tolist() == [0] * kept
+    torch.testing.assert_close(r.pred_boxes.tensor, boxes[:kept])
+    torch.testing.assert_close(r.scores, torch.softmax(logits, 1)[:kept, 0])
+
+
+def test_standard_nms_type_is_detectron2_inference():
+    """The default path is the parent's; the DIoU path gives the same fields and, at a threshold
+    no pair reaches, the same detections."""
+    proposals = [proposals_with_gt(seed=s) for s in range(2)]
+    pred = make_predictor("diou", test_nms_thresh=1.0)
+    g = torch.Generator().manual_seed(0)
+    predictions = (torch.randn(24, K + 1, generator=g), torch.randn(24, 4 * K, generator=g) * 0.1)
+    ours = pred.inference(predictions, proposals)
+    theirs = FastRCNNOutputLayers.inference(pred, predictions, proposals)
+    pred.test_nms_type = "diou"
+    diou = pred.inference(predictions, proposals)
+    for a, b, c in zip(ours[0], theirs[0], diou[0]):
+        assert torch.equal(a.pred_boxes.tensor, b.pred_boxes.tensor)
+        assert set(a.get_fields()) == set(c.get_fields())
+        torch.testing.assert_close(a.scores, c.scores)
+        torch.testing.assert_close(a.pred_boxes.tensor, c.pred_boxes.tensor)
 
 
 # ---- RPN -------------------------------------------------------------------------------------

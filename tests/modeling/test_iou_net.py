@@ -231,6 +231,7 @@ STAGES = [
     dict(test_nms_type="iou_guided", test_nms_key="cls_x_iou", refine=False),
     dict(test_nms_type="iou_guided", refine=True, refine_lambda=0.5),
     dict(test_nms_type="standard", refine=True, refine_lambda=2.0, final_score="cls"),
+    dict(test_nms_type="diou", refine=True),
     dict(test_nms_class_boxes="per_class", refine=True),
 ]
 
@@ -248,6 +249,27 @@ def test_inference_every_stage_gives_valid_instances(stages):
     assert all(p.grad is None for p in heads.parameters())  # refinement leaves .grad alone
     if stages.get("final_score", "cls_x_iou") == "cls_x_iou" and stages.get("test_iou_head", 1):
         torch.testing.assert_close(out[0].scores, out[0].cls_scores * out[0].pred_ious)
+
+
+@pytest.mark.parametrize("nms_type,kept", [("standard", 1), ("diou", 2)])
+def test_diou_nms_keeps_the_box_beside_that_nms_suppresses(nms_type, kept):
+    """Two candidates of class 0 side by side, IoU 1/3 and DIoU 1/3 - 1/13, threshold 0.3."""
+    heads = make_heads(test_nms_type=nms_type, refine=False, final_score="cls").eval()
+    heads.box_predictor.test_nms_thresh = 0.3
+    boxes = torch.tensor([[20.0, 20.0, 40.0, 40.0], [30.0, 20.0, 50.0, 40.0]]).repeat(1, K)
+    scores = torch.tensor([[0.8, 0.0, 0.0, 0.2], [0.7, 0.0, 0.0, 0.3]])
+    features = [make_features(1)[f] for f in heads.iou_in_features]
+    with torch.no_grad():
+        out = heads.iou_net_inference(features, [boxes], [scores], [IMAGE])[0]
+    torch.testing.assert_close(out.pred_boxes.tensor, boxes[:kept, :4])
+    assert out.scores.tolist() == pytest.approx([0.8, 0.7][:kept])
+
+
+def test_bad_nms_type_lists_the_choices():
+    with pytest.raises(
+        ValueError, match=r"test_nms_type must be one of \('standard', 'iou_guided', 'diou'\)"
+    ):
+        make_heads(test_nms_type="soft")
 
 
 def test_inference_no_candidates_and_inference_mode():

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 KL_CONFIG = os.path.join(ROOT, "configs/KLLoss/kl_faster_rcnn_R_50_FPN_2x.py")
 K = 3
 FEAT = 16
-MODES = [("hard", False), ("hard", True), ("soft", True), ("soft", False)]
+MODES = [("hard", False), ("hard", True), ("soft", True), ("soft", False), ("diou", False)]
 
 
 def make_predictor(agnostic=False, **kwargs):
@@ -221,9 +221,30 @@ def test_pixel_variance_space_changes_the_vote_not_the_outputs_fields():
     assert not torch.allclose(ra.pred_boxes.tensor, rb.pred_boxes.tensor)
 
 
+# two boxes side by side, IoU 1/3 (above the 0.3 threshold); DIoU 1/3 - 1/13 (below it)
+SIDE_BY_SIDE = torch.tensor([[20.0, 20.0, 40.0, 40.0], [30.0, 20.0, 50.0, 40.0]])
+
+
+@pytest.mark.parametrize("method,kept", [("hard", 1), ("diou", 2)])
+def test_diou_nms_keeps_the_box_beside_that_nms_suppresses(method, kept):
+    pred = make_predictor(test_nms_method=method, test_nms_thresh=0.3)
+    p = Instances((100, 100))
+    p.proposal_boxes = Boxes(SIDE_BY_SIDE)
+    scores = torch.tensor([[5.0, 0.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0]])
+    log_vars = torch.zeros(2, 4 * K)
+    r, rows = pred.inference((scores, torch.zeros(2, 4 * K), log_vars), [p])
+    assert rows[0].tolist() == list(range(kept))
+    torch.testing.assert_close(r[0].pred_boxes.tensor, SIDE_BY_SIDE[:kept])
+    assert r[0].pred_boxes_std.shape == (kept, 4) and r[0].pred_classes.tolist() == [0] * kept
+
+
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="test_nms_method"):
+    with pytest.raises(
+        ValueError, match=r"test_nms_method must be one of \('hard', 'soft', 'diou'\)"
+    ):
         make_predictor(test_nms_method="linear")
+    with pytest.raises(ValueError, match="test_var_voting needs test_nms_method"):
+        make_predictor(test_nms_method="diou", test_var_voting=True)
     with pytest.raises(ValueError, match="variance_space"):
         make_predictor(variance_space="log")
     with pytest.raises(ValueError, match="sigma_t"):

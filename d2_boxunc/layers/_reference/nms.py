@@ -12,9 +12,11 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "batched_diou_nms",
     "batched_iou_guided_nms",
     "batched_kl_nms",
     "batched_soft_nms",
+    "diou_nms",
     "iou_guided_nms",
     "kl_nms",
     "soft_nms",
@@ -33,6 +35,18 @@ def _iou_one_to_many(box: Tensor, boxes: Tensor) -> Tensor:
     inter = iw * ih
     union = _area(box[None])[0] + _area(boxes) - inter
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(boxes.dtype).tiny), 0)
+
+
+def _diou_penalty_one_to_many(box: Tensor, boxes: Tensor) -> Tensor:
+    """DIoU penalty rho^2 / c^2 of one box (4,) with boxes (n, 4) on doubled centres,
+    (dx^2 + dy^2) / (4 c^2), as ``box_diou_penalty``; 0 where c = 0."""
+    dx = (box[0] + box[2]) - (boxes[:, 0] + boxes[:, 2])
+    dy = (box[1] + box[3]) - (boxes[:, 1] + boxes[:, 3])
+    cw = torch.maximum(box[2], boxes[:, 2]) - torch.minimum(box[0], boxes[:, 0])
+    ch = torch.maximum(box[3], boxes[:, 3]) - torch.minimum(box[1], boxes[:, 1])
+    rho2 = dx * dx + dy * dy
+    c2 = 4 * (cw * cw + ch * ch)
+    return torch.where(c2 > 0, rho2 / torch.where(c2 > 0, c2, 1), 0)
 
 
 def _empty(boxes: Tensor) -> tuple[Tensor, Tensor]:
@@ -91,6 +105,21 @@ def iou_guided_nms(
     if not keep:
         return _empty(boxes)
     return torch.tensor(keep, dtype=torch.long), torch.stack(out)
+
+
+def diou_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS by decreasing score (stable) with the overlap IoU - rho^2 / c^2."""
+    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    keep = []
+    for i in order:
+        if suppressed[i]:
+            continue
+        overlap = _iou_one_to_many(boxes[i], boxes) - _diou_penalty_one_to_many(boxes[i], boxes)
+        suppressed |= overlap > iou_threshold
+        suppressed[i] = True
+        keep.append(i)
+    return torch.tensor(keep, dtype=torch.long)
 
 
 def var_voting(
@@ -206,3 +235,13 @@ def batched_iou_guided_nms(
         iou_threshold=iou_threshold,
         multiply_cls=multiply_cls,
     )
+
+
+def batched_diou_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """diou_nms per class, merged by decreasing score with ties to the smaller index."""
+    keep = [
+        sel[diou_nms(boxes[sel], scores[sel], iou_threshold)]
+        for sel in (torch.nonzero(idxs == c).flatten() for c in torch.unique(idxs).tolist())
+    ]
+    keep = torch.cat(keep).sort().values if keep else torch.zeros(0, dtype=torch.long)
+    return keep[torch.sort(scores[keep], descending=True, stable=True).indices]

@@ -14,8 +14,11 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from d2_boxunc.losses import IOU_LOSS_MODES, iou_loss
+from d2_boxunc.modeling.roi_heads.diou_inference import diou_nms_inference_single_image
 
 __all__ = ["IoULossFastRCNNOutputLayers"]
+
+NMS_TYPES = ("standard", "diou")
 
 
 def log_iou_stats(prefix: str, pred_boxes: Tensor, gt_boxes: Tensor) -> None:
@@ -43,6 +46,9 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
     The GIoU / DIoU / CIoU here replace detectron2's built-in ones: they re-order inverted boxes
     instead of asserting, so they also work with box coders that can invert a box. Any other type
     (``"smooth_l1"``) is detectron2's, unchanged, weighted by ``loss_weight["loss_box_reg"]``.
+
+    At test time ``test_nms_type="diou"`` replaces detectron2's per-class NMS by DIoU-NMS
+    (Zheng et al., AAAI 2020; the DIoU paper pairs it with the DIoU loss), same threshold.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
         box_reg_loss_type: str = "smooth_l1",
         iou_loss_weight: float = 10.0,
         iou_loss_eps: float = 1e-7,
+        test_nms_type: str = "standard",
         **kwargs,
     ):
         """
@@ -61,12 +68,17 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
             iou_loss_weight: weight of ``loss_box_reg`` for the IoU-type losses; replaces
                 ``loss_weight["loss_box_reg"]`` for them. Default: 10 (GIoU repo / paper).
             iou_loss_eps: ``eps`` of :func:`iou_loss`. Default: 1e-7.
+            test_nms_type: ``"standard"`` (detectron2's NMS) or ``"diou"`` (DIoU-NMS at
+                ``test_nms_thresh``). Default: ``"standard"``.
         """
         super().__init__(input_shape, box_reg_loss_type=box_reg_loss_type, **kwargs)
         if not iou_loss_weight >= 0:
             raise ValueError(f"iou_loss_weight must be >= 0, got {iou_loss_weight}")
         if not iou_loss_eps > 0:
             raise ValueError(f"iou_loss_eps must be positive, got {iou_loss_eps}")
+        if test_nms_type not in NMS_TYPES:
+            raise ValueError(f"test_nms_type must be one of {NMS_TYPES}, got {test_nms_type!r}")
+        self.test_nms_type = test_nms_type
         self.iou_loss_weight = float(iou_loss_weight)
         self.iou_loss_eps = float(iou_loss_eps)
         if box_reg_loss_type in IOU_LOSS_MODES:
@@ -96,3 +108,23 @@ class IoULossFastRCNNOutputLayers(FastRCNNOutputLayers):
         log_iou_stats("fast_rcnn", pred_boxes, gt_boxes[fg])
         # Divided by all sampled RoIs, not only foreground ones (see the parent's comment).
         return loss / max(gt_classes.numel(), 1)
+
+    def inference(self, predictions, proposals):
+        """detectron2's ``fast_rcnn_inference``, or its DIoU-NMS variant with
+        ``test_nms_type="diou"``; returns ``(instances, kept_indices)`` per image."""
+        if self.test_nms_type == "standard":
+            return super().inference(predictions, proposals)
+        boxes = self.predict_boxes(predictions, proposals)
+        scores = self.predict_probs(predictions, proposals)
+        results = [
+            diou_nms_inference_single_image(
+                b,
+                s,
+                p.image_size,
+                self.test_score_thresh,
+                self.test_nms_thresh,
+                self.test_topk_per_image,
+            )
+            for b, s, p in zip(boxes, scores, proposals)
+        ]
+        return [r[0] for r in results], [r[1] for r in results]

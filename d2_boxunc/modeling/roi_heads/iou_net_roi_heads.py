@@ -15,7 +15,8 @@ an eval-only variant of one checkpoint:
    shared by all its candidates, or each class's own box with ``test_nms_class_boxes="per_class"``);
 4. candidates with cls score >= ``test_score_thresh``, per-class NMS: ``test_nms_type="iou_guided"``
    (key ``"iou"`` = paper, ``"cls_x_iou"`` = OpenMMLab-IoUNet's improvement; a kept box's score is
-   its cluster's max cls score) or ``"standard"`` (detectron2's NMS on the cls score);
+   its cluster's max cls score), ``"standard"`` (detectron2's NMS on the cls score) or ``"diou"``
+   (DIoU-NMS on the cls score, Zheng et al., AAAI 2020);
 5. with ``refine=True``: the top ``test_pre_refine_topk`` are refined by gradient ascent on their
    predicted IoU (docs/design.md#box-refinement), all boxes of all images in one batch;
 6. score: ``final_score="cls"`` or ``"cls_x_iou"`` (x the IoU after refinement); top
@@ -37,7 +38,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
-from d2_boxunc.layers import batched_iou_guided_nms
+from d2_boxunc.layers import batched_diou_nms, batched_iou_guided_nms
 from d2_boxunc.modeling.poolers import PrRoIPooler
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import IoURoIGenerator
 
@@ -45,7 +46,7 @@ __all__ = ["IoUNetROIHeads"]
 
 logger = logging.getLogger(__name__)
 
-NMS_TYPES = ("standard", "iou_guided")
+NMS_TYPES = ("standard", "iou_guided", "diou")
 NMS_KEYS = ("iou", "cls_x_iou")
 CLASS_BOXES = ("argmax", "per_class")
 FINAL_SCORES = ("cls", "cls_x_iou")
@@ -104,7 +105,8 @@ class IoUNetROIHeads(StandardROIHeads):
             iou_roi_generator (IoURoIGenerator): jittered training RoIs.
             iou_in_features (list[str]): feature maps of the IoU branch. Default: box_in_features.
             test_iou_head (bool): run the IoU branch at test time (False = row I1a).
-            test_nms_type (str): ``"iou_guided"`` or ``"standard"``.
+            test_nms_type (str): ``"iou_guided"``, ``"standard"`` or ``"diou"`` (DIoU-NMS by cls
+                score).
             test_nms_key (str): IoU-guided NMS ranking key, ``"iou"`` (paper) or ``"cls_x_iou"``.
             test_nms_class_boxes (str): ``"argmax"`` (OpenMMLab-IoUNet: every class's candidate
                 uses the argmax-class box) or ``"per_class"`` (each class's own regressed box).
@@ -285,9 +287,8 @@ class IoUNetROIHeads(StandardROIHeads):
                     multiply_cls=self.test_nms_key == "cls_x_iou",
                 )
             else:
-                keep = batched_nms(
-                    c_boxes, c_scores, c_classes, self._test_predictor.test_nms_thresh
-                )
+                nms = batched_diou_nms if self.test_nms_type == "diou" else batched_nms
+                keep = nms(c_boxes, c_scores, c_classes, self._test_predictor.test_nms_thresh)
                 out_scores = c_scores[keep]
             order = torch.argsort(out_scores, descending=True, stable=True)
             if self.refine:

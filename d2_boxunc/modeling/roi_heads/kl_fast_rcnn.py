@@ -19,10 +19,11 @@ from torch import Tensor, nn
 
 from d2_boxunc.layers import batched_kl_nms
 from d2_boxunc.losses import kl_loss
+from d2_boxunc.modeling.roi_heads.diou_inference import diou_nms_inference_single_image
 
 __all__ = ["KLFastRCNNOutputLayers"]
 
-NMS_METHODS = ("hard", "soft")
+NMS_METHODS = ("hard", "soft", "diou")
 VARIANCE_SPACES = ("delta", "pixel")
 
 
@@ -39,7 +40,8 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
     - ``test_nms_method="hard"``, ``test_var_voting=False``: detectron2's own hard NMS (row K1);
     - ``"hard"`` + voting: NMS with variance voting (K2);
     - ``"soft"`` + voting: Gaussian soft-NMS with variance voting (K3);
-    - ``"soft"`` without voting: soft-NMS alone (K4).
+    - ``"soft"`` without voting: soft-NMS alone (K4);
+    - ``"diou"``: DIoU-NMS (Zheng et al., AAAI 2020) instead of detectron2's NMS, no voting.
 
     Every output ``Instances`` carries ``pred_boxes_std`` (k, 4): the predicted standard deviation
     of each coordinate in pixels, and ``pred_box_logvar`` (k, 4): its alpha in delta units (both of
@@ -70,7 +72,8 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
             logvar_init_std: std of the normal init of ``bbox_pred_logvar`` (bias 0); paper 1e-4.
             kl_smooth_l1_beta: smooth-L1 beta inside the KL loss (paper 1.0; 0 = L1).
             alpha_clamp: optional ``(lo, hi)`` straight-through clamp of alpha in the loss.
-            test_nms_method: ``"hard"`` or ``"soft"`` (Gaussian) suppression at test time.
+            test_nms_method: ``"hard"``, ``"soft"`` (Gaussian) or ``"diou"`` (DIoU-NMS, hard;
+                without variance voting) suppression at test time.
             test_var_voting: replace each kept box by the variance vote of its cluster.
             sigma_t: voting IoU-closeness width (``p_i = exp(-(1-IoU)^2 / sigma_t)``).
             vote_iou_thresh: voters need IoU strictly above it (paper 0).
@@ -91,6 +94,11 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         if test_nms_method not in NMS_METHODS:
             raise ValueError(
                 f"test_nms_method must be one of {NMS_METHODS}, got {test_nms_method!r}"
+            )
+        if test_nms_method == "diou" and test_var_voting:
+            raise ValueError(
+                "test_var_voting needs test_nms_method 'hard' or 'soft' (the voting loop "
+                "suppresses by IoU), got 'diou'"
             )
         if variance_space not in VARIANCE_SPACES:
             raise ValueError(
@@ -204,8 +212,12 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         log_vars = log_vars.view(-1, num_reg, 4)
         scale = self._pixel_scale(proposal_boxes)
 
-        if self.test_nms_method == "hard" and not self.test_var_voting:
-            result, rows = fast_rcnn_inference_single_image(
+        if self.test_nms_method == "diou" or (
+            self.test_nms_method == "hard" and not self.test_var_voting
+        ):  # one kept box per cluster, no voting: detectron2's NMS or DIoU-NMS
+            diou = self.test_nms_method == "diou"
+            infer = diou_nms_inference_single_image if diou else fast_rcnn_inference_single_image
+            result, rows = infer(
                 boxes,
                 scores,
                 image_shape,
