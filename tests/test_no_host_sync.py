@@ -26,7 +26,8 @@ from d2_boxunc.layers import (
     soft_nms,
     var_voting,
 )
-from d2_boxunc.modeling.roi_heads.iou_net_roi_heads import _refinement_map
+from d2_boxunc.modeling.roi_heads.iou_net_roi_heads import _refinement_maps
+from tests.modeling.test_iou_net import IMAGE, STRIDES, make_heads
 
 pytestmark = pytest.mark.skipif(not _extension.has_ops(), reason="needs d2_boxunc._C")
 
@@ -42,15 +43,44 @@ _READS = {
 }
 
 
+# Ops whose output size depends on tensor values: on CUDA each copies a count to the host.
+_DATA_DEPENDENT = {
+    torch.nonzero,
+    torch.Tensor.nonzero,
+    torch.argwhere,
+    torch.unique,
+    torch.Tensor.unique,
+    torch.unique_consecutive,
+    torch.masked_select,
+    torch.Tensor.masked_select,
+    torch.bincount,
+    torch.Tensor.bincount,
+}
+_INDEXING = {torch.Tensor.__getitem__, torch.Tensor.__setitem__}
+
+
+def _bool_index(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
 class _RecordReads(TorchFunctionMode):
-    def __init__(self):
+    """Records value reads; with ``data_dependent=True`` also ops whose output shape depends on
+    values (``nonzero``, ``unique``, boolean-mask indexing...), which sync on CUDA too."""
+
+    def __init__(self, data_dependent=False):
         super().__init__()
         self.reads = []
+        self.data_dependent = data_dependent
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _READS or (
             func is torch.Tensor.to and any(str(a) == "cpu" for a in (*args[1:], *kwargs.values()))
+        ):
+            self.reads.append(getattr(func, "__name__", str(func)))
+        elif self.data_dependent and (
+            func in _DATA_DEPENDENT or (func in _INDEXING and _bool_index(args[1]))
         ):
             self.reads.append(getattr(func, "__name__", str(func)))
         return func(*args, **kwargs)
@@ -147,36 +177,95 @@ def test_cpu_value_checks_still_give_one_line_errors(monkeypatch):
     assert torch.all(prroi_pool(feats, rois, 2, 1.0) == 0)
 
 
-def test_refinement_prepares_channels_last_maps_on_the_cpu_only():
-    """IoU-Net refinement converts a CPU map to channels-last once (the CPU kernel reads it in
-    place); a map on another device is used as given (the CUDA kernel reads any layout)."""
-    cpu = torch.randn(2, 4, 5, 6, requires_grad=True)
-    prepared = _refinement_map(cpu)
-    assert prepared.is_contiguous(memory_format=torch.channels_last) and not prepared.requires_grad
-    meta = torch.empty(2, 4, 5, 6, device="meta")
-    assert _refinement_map(meta).stride() == meta.stride()
-    already = cpu.detach().contiguous(memory_format=torch.channels_last)
-    assert _refinement_map(already).data_ptr() == already.data_ptr()  # no second copy
+def _refinement(device, steps=3):
+    """(IoU-Net heads on ``device``, a function of inputs to refine): 5 + 3 boxes on four levels."""
+    heads = make_heads(refine_steps=steps).eval().to(device)
+
+    def inputs():
+        maps = [torch.randn(2, 8, IMAGE[0] // s, IMAGE[1] // s) for s in STRIDES.values()]
+        boxes = [torch.rand(n, 4) * 50 + torch.tensor([0, 0, 60, 60.0]) for n in (5, 3)]
+        classes = [torch.zeros(n, dtype=torch.long) for n in (5, 3)]
+        maps, boxes, classes = ([t.to(device) for t in ts] for ts in (maps, boxes, classes))
+        return maps, boxes, classes, [IMAGE] * 2
+
+    return heads, inputs
+
+
+def _reads_of_refinement():
+    heads, inputs = _refinement("meta")  # built outside the recorder: its set-up reads values
+    fake = torch._subclasses.FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+    with fake as mode:
+        args = inputs()
+        with _RecordReads(data_dependent=True) as rec:
+            try:
+                heads.refine_boxes(*args)
+            except Exception as e:  # a value read on a meta tensor raises
+                rec.reads.append(f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+    return rec.reads, mode.shape_env
+
+
+def test_refinement_steps_read_no_values_of_device_tensors(monkeypatch):
+    """IoU-Net box refinement on meta tensors: no value read and no op whose output size depends
+    on values (the refinement used to split the boxes by FPN level with ``bincount().tolist()``
+    and drop stopped boxes by boolean masks at every step; docs/gpu.md#host-syncs)."""
+    monkeypatch.delenv(_extension.CHECK_VALUES_ENV, raising=False)
+    reads, shape_env = _reads_of_refinement()
+    assert reads == []
+    assert not shape_env.var_to_range, shape_env.var_to_range  # no unbacked (data-dependent) size
+
+
+def test_the_refinement_recorder_sees_data_dependent_ops():
+    """The stricter recorder used above flags boolean-mask indexing, nonzero and bincount."""
+    with torch._subclasses.FakeTensorMode(shape_env=ShapeEnv()), _RecordReads(True) as rec:
+        x = torch.empty(6, device="meta")
+        for op in (lambda: x[x > 0], lambda: torch.nonzero(x), lambda: x.long().bincount()):
+            try:
+                op()
+            except Exception:  # some of them raise on meta tensors: recorded before that
+                pass
+    assert rec.reads == ["__getitem__", "nonzero", "bincount"], rec.reads
+
+
+def test_refinement_maps_are_a_padded_channels_last_stack_on_the_cpu_only():
+    """The refinement pools every FPN level in one call on one batch: level l of image i at
+    l * N + i, zero-padded; channels-last on the CPU (the CPU kernel reads it in place), as given
+    on another device; a single map is not copied."""
+    maps = [torch.randn(2, 4, 8, 6, requires_grad=True), torch.randn(2, 4, 4, 3)]
+    stack = _refinement_maps(maps)
+    assert stack.shape == (4, 4, 8, 6) and not stack.requires_grad
+    assert stack.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(stack[:2], maps[0].detach()) and torch.equal(stack[2:, :, :4, :3], maps[1])
+    assert stack[2:, :, 4:].abs().sum() == 0 and stack[2:, :, :, 3:].abs().sum() == 0
+    meta = [torch.empty(2, 4, 8, 6, device="meta"), torch.empty(2, 4, 4, 3, device="meta")]
+    assert _refinement_maps(meta).is_contiguous()
+    assert _refinement_maps(meta[:1]).stride() == meta[0].stride()
+    already = maps[0].detach().contiguous(memory_format=torch.channels_last)
+    assert _refinement_maps([already]).data_ptr() == already.data_ptr()  # no second copy
 
 
 @pytest.mark.needs_cuda
 def test_cuda_ops_do_not_sync():
     """On a GPU: the sync-free ops and wrappers run under set_sync_debug_mode("error"). IoU-guided
     NMS (one mask copy), soft-NMS and KL-NMS (host round-trip) and the aLRP band ops (the band
-    table is built on the host) synchronise by design and are not in this list (docs/gpu.md)."""
+    table is built on the host) synchronise by design and are not in this list (docs/gpu.md).
+    IoU-Net's box refinement runs whole, from the boxes kept by NMS to the refined boxes."""
     dev = "cuda"
     feats = torch.randn(2, 8, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
     feats.requires_grad_()
     rois = torch.tensor([[0, 1.0, 2, 30, 40], [1, 5, 5, 60, 50]], device=dev).requires_grad_()
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11.0]], device=dev)
     var = torch.ones(2, 4, device=dev)
+    heads, inputs = _refinement(dev)
+    refine_args = inputs()
+    heads.refine_boxes(*refine_args)  # a warm-up: lazy CUDA initialisation of the ops it uses
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         out = prroi_pool(feats, rois, 7, 0.25)
         out.sum().backward()
         var_voting(boxes, boxes, var)
-        _refinement_map(feats)
+        _refinement_maps([feats])
+        heads.refine_boxes(*refine_args)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()

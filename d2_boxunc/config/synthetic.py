@@ -13,7 +13,8 @@ What changes, and why it is generic:
 - FC widths of 1024 (box/IoU heads) become :data:`FC_DIM`;
 - every ``num_classes`` becomes the synthetic class count;
 - anchors fit objects of 30-160 px (halved where each level keeps anchors of >= 4x its stride:
-  the RPN's, not RetinaNet's), inputs are ~256 px, sampling counts are reduced;
+  the RPN's, not RetinaNet's), inputs are ~256 px, sampling counts are reduced (except a
+  head's that keeps every anchor or RoI, as aLRP's);
 - a RetinaNet head without normalisation gets GroupNorm (trained from scratch);
 - data: ``boxunc_synth_train`` / ``boxunc_synth_val``;
 - schedule: :data:`MAX_ITER` iterations of AdamW (lr 1e-3) with warm-up and two steps, on ``train.device="cpu"``.
@@ -35,6 +36,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from d2_boxunc.data.synthetic import CLASS_NAMES
 from d2_boxunc.modeling.backbone import make_small_resnet_stages
+from d2_boxunc.modeling.sampling import SAMPLE_ALL
 
 FEATURE_CHANNELS = 32
 FC_DIM = 256
@@ -186,16 +188,19 @@ def _dense_head_norm(model: DictConfig) -> None:
 
 
 def _small_sampling(model: DictConfig) -> None:
+    """Smaller RPN / ROI samples and proposal counts. A ``batch_size_per_image`` the config
+    leaves to the class, or sets to :data:`SAMPLE_ALL` (aLRP's heads: keep every anchor / RoI,
+    the loss is defined over all of them), is left alone."""
     pg = model.get("proposal_generator", None)
     if pg is not None:
-        if "batch_size_per_image" in pg:
+        if pg.get("batch_size_per_image", SAMPLE_ALL) != SAMPLE_ALL:
             pg.batch_size_per_image = 128
         if "pre_nms_topk" in pg:
             pg.pre_nms_topk = (1000, 500)
         if "post_nms_topk" in pg:
             pg.post_nms_topk = (500, 300)
     rh = model.get("roi_heads", None)
-    if rh is not None and "batch_size_per_image" in rh:
+    if rh is not None and rh.get("batch_size_per_image", SAMPLE_ALL) != SAMPLE_ALL:
         rh.batch_size_per_image = 128
 
 

@@ -1,11 +1,21 @@
-"""Box coders that detectron2 lacks."""
+"""Box coders that detectron2 lacks, and a host-sync-free box clip."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["Box2BoxTransformXYXY"]
+__all__ = ["Box2BoxTransformXYXY", "clip_boxes"]
+
+
+def clip_boxes(boxes: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """``(..., 4)`` boxes clipped to ``[0, w] x [0, h]``: the values of detectron2's ``Boxes.clip``
+    without its finiteness assert, a device->host sync on CUDA (docs/gpu.md#host-syncs). Non-finite
+    rows stay non-finite (NaN) or are clamped (inf); callers drop them by their own mask."""
+    h, w = image_size
+    x = boxes[..., 0::2].clamp(min=0, max=w)
+    y = boxes[..., 1::2].clamp(min=0, max=h)
+    return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
 
 
 class Box2BoxTransformXYXY:
@@ -39,8 +49,10 @@ class Box2BoxTransformXYXY:
     def __repr__(self) -> str:
         return f"Box2BoxTransformXYXY(weights={self.weights}, clamp={self.clamp})"
 
-    def _weights(self, ref: Tensor) -> Tensor:
-        return torch.tensor(self.weights, dtype=ref.dtype, device=ref.device)
+    def _per_coordinate(self, op, t: Tensor) -> Tensor:
+        """``op(t[..., k], weights[k])`` for each coordinate k: the weights stay Python numbers
+        (a tensor of them would be a host->device copy, which synchronises on CUDA)."""
+        return torch.stack([op(t[..., k], w) for k, w in enumerate(self.weights)], dim=-1)
 
     @staticmethod
     def _sizes(boxes: Tensor) -> Tensor:
@@ -62,7 +74,7 @@ class Box2BoxTransformXYXY:
         sizes = self._sizes(src_boxes)
         if (sizes <= 0).any():
             raise ValueError("get_deltas: src_boxes must have positive width and height")
-        return self._weights(src_boxes) * (target_boxes - src_boxes) / sizes
+        return self._per_coordinate(torch.mul, target_boxes - src_boxes) / sizes
 
     def apply_deltas(self, deltas: Tensor, boxes: Tensor) -> Tensor:
         """Apply ``deltas`` (N, 4k) to ``boxes`` (N, 4): returns (N, 4k) boxes, k corners sets."""
@@ -75,5 +87,5 @@ class Box2BoxTransformXYXY:
         deltas = deltas.float() if deltas.dtype in (torch.float16, torch.bfloat16) else deltas
         boxes = boxes.to(deltas.dtype)
         n = deltas.shape[0]
-        d = (deltas.view(n, -1, 4) / self._weights(deltas)).clamp(-self.clamp, self.clamp)
+        d = self._per_coordinate(torch.div, deltas.view(n, -1, 4)).clamp(-self.clamp, self.clamp)
         return (boxes[:, None, :] + d * self._sizes(boxes)[:, None, :]).reshape(n, -1)

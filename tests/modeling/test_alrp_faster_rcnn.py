@@ -1,5 +1,6 @@
 """A7, aLRP Loss Faster R-CNN: ALRPRPN and ALRPFastRCNNOutputLayers against hand-computed
-values and gradients, no anchor or RoI sampled away, no-positive batches, each head's own
+values and gradients, no anchor or RoI sampled away (detectron2's sampling with SAMPLE_ALL), a loss
+that does not depend on the RoI order, no-positive batches, each head's own
 self-balance, and one training step of the config's model through the synthetic switch."""
 
 import os
@@ -12,10 +13,11 @@ from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.proposal_generator.rpn import StandardRPNHead
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from d2_boxunc.config import to_synthetic
+from d2_boxunc.modeling import SAMPLE_ALL
 from d2_boxunc.modeling.proposal_generator import ALRPRPN
 from d2_boxunc.modeling.roi_heads import ALRPFastRCNNOutputLayers, ALRPROIHeads
 
@@ -140,23 +142,47 @@ def test_settings_are_checked():
         _rpn(sb_period=0)
 
 
-def test_no_anchor_and_no_roi_is_sampled_away():
-    # RPN: the matcher's labels, all of them (detectron2 would keep 256 per image)
-    rpn = _rpn(batch_size_per_image=2)
-    labels = torch.tensor([1, 0, 0, -1, 0, 1, 0])
-    assert torch.equal(rpn._subsample_labels(labels.clone()), labels)
-    # ROI heads: every proposal, whatever batch_size_per_image says
-    heads = ALRPROIHeads(
+def test_no_anchor_is_sampled_away():
+    """detectron2's own anchor sampling with the default SAMPLE_ALL: every anchor keeps the
+    matcher's label (detectron2's usual 256 per image would drop most negatives)."""
+    gt = Instances((64, 64))
+    gt.gt_boxes = Boxes(torch.tensor([[8.0, 8.0, 24.0, 24.0], [30.0, 30.0, 60.0, 50.0]]))
+    features = [torch.zeros(1, 4, 16, 16)]
+    anchors = DefaultAnchorGenerator(sizes=[[8]], aspect_ratios=[1.0], strides=[4])(features)
+    expected = Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)(
+        pairwise_iou(gt.gt_boxes, anchors[0])
+    )[1]
+    assert (expected == 0).sum() > 100 and (expected == 1).sum() > 0
+    rpn = _rpn()
+    assert rpn.batch_size_per_image == SAMPLE_ALL
+    labels, _ = rpn.label_and_sample_anchors(anchors, [gt])
+    assert torch.equal(labels[0], expected)
+    # the same call with a sample size does sample (the check above can fail)
+    labels, _ = _rpn(batch_size_per_image=16).label_and_sample_anchors(anchors, [gt])
+    assert (labels[0] >= 0).sum() == 16
+
+
+def _roi_heads(**kw):
+    return ALRPROIHeads(
         num_classes=2,
-        batch_size_per_image=2,
-        positive_fraction=0.25,
         proposal_matcher=Matcher([0.5], [0, 1], allow_low_quality_matches=False),
-        proposal_append_gt=False,
         box_in_features=["p2"],
         box_pooler=None,
         box_head=None,
         box_predictor=None,
+        **{"proposal_append_gt": False, **kw},
     )
+
+
+def _pairs(instances):
+    """Sorted (box, class) rows: the RoI set whatever its order."""
+    rows = torch.cat([instances.proposal_boxes.tensor, instances.gt_classes[:, None]], 1)
+    return sorted(map(tuple, rows.tolist()))
+
+
+def test_no_roi_is_sampled_away():
+    """Every proposal (and, with proposal_append_gt, every ground-truth box) reaches the loss,
+    with its matched class, through detectron2's sampling with the default SAMPLE_ALL."""
     props = Instances((40, 40))
     props.proposal_boxes = Boxes(
         torch.tensor([SQUARE, [0.0, 0.0, 10.0, 12.0], [20.0, 20.0, 30.0, 30.0]] * 10)
@@ -168,12 +194,49 @@ def test_no_anchor_and_no_roi_is_sampled_away():
     empty = Instances((40, 40))
     empty.gt_boxes = Boxes(torch.zeros(0, 4))
     empty.gt_classes = torch.zeros(0, dtype=torch.long)
+    boxes = props.proposal_boxes.tensor.tolist()
     with EventStorage():
+        heads = _roi_heads()
+        assert heads.batch_size_per_image == SAMPLE_ALL
         out = heads.label_and_sample_proposals([props, props], [gt, empty])
-    assert [len(o) for o in out] == [30, 30]
-    assert out[0].gt_classes.tolist() == [1, 1, 2] * 10  # IoU 1, 10/12 >= 0.5, 0
-    assert out[1].gt_classes.tolist() == [2] * 30
-    assert torch.equal(out[0].proposal_boxes.tensor, props.proposal_boxes.tensor)
+        assert [len(o) for o in out] == [30, 30]
+        assert _pairs(out[0]) == sorted(tuple(b + [c]) for b, c in zip(boxes, [1, 1, 2] * 10))
+        assert _pairs(out[1]) == sorted(tuple(b + [2]) for b in boxes)  # IoU 1, 10/12, 0
+        out = _roi_heads(proposal_append_gt=True).label_and_sample_proposals(
+            [props, props], [gt, empty]
+        )
+        assert [len(o) for o in out] == [30 + 1, 30 + 0]  # proposals + ground truth
+        out = _roi_heads(batch_size_per_image=8).label_and_sample_proposals([props], [gt])
+        assert len(out[0]) == 8  # a sample size samples (the checks above can fail)
+
+
+def test_rcnn_loss_does_not_depend_on_the_roi_order():
+    """detectron2's sampling returns the RoIs positives first, each group shuffled (the former
+    private override kept them in proposal order): the loss and its gradients are the same."""
+    g = torch.Generator().manual_seed(3)
+    n = 40
+    scores = torch.randn(n, 3, generator=g)
+    deltas = torch.randn(n, 8, generator=g) * 0.2
+    xy = torch.rand(n, 2, generator=g) * 20
+    boxes = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 10], 1)
+    classes = torch.randint(0, 3, (n,), generator=g)  # 2 = background
+
+    def losses(order):
+        pred = _predictor(sb_update=False).train()
+        s, d = scores[order].clone().requires_grad_(), deltas[order].clone().requires_grad_()
+        p = Instances((40, 40))
+        p.proposal_boxes = Boxes(boxes[order])
+        p.gt_classes = classes[order]
+        p.gt_boxes = Boxes(boxes[order] + 1.5)
+        with EventStorage():
+            out = pred.losses((s, d), [p])
+        sum(out.values()).backward()
+        inverse = torch.argsort(order)
+        return [out["loss_cls"], out["loss_box_reg"], s.grad[inverse], d.grad[inverse]]
+
+    assert (classes < 2).sum() > 5
+    for a, b in zip(losses(torch.arange(n)), losses(torch.randperm(n, generator=g))):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_config_model_trains_one_step_with_two_self_balances(one_thread):
@@ -183,6 +246,25 @@ def test_config_model_trains_one_step_with_two_self_balances(one_thread):
     assert roi.proposal_append_gt is False and cfg.optimizer.lr == 1e-3  # the switch's AdamW
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()
+    # the synthetic switch leaves the keep-everything sampling alone
+    assert model.proposal_generator.batch_size_per_image == SAMPLE_ALL
+    assert model.roi_heads.batch_size_per_image == SAMPLE_ALL
+    seen = {}
+    sample, rcnn_losses = (
+        model.roi_heads.label_and_sample_proposals,
+        model.roi_heads.box_predictor.losses,
+    )
+
+    def spy_sample(proposals, targets):
+        seen["proposals"] = sum(len(p) for p in proposals)
+        return sample(proposals, targets)
+
+    def spy_losses(predictions, proposals):
+        seen["loss_rois"] = predictions[0].shape[0]
+        return rcnn_losses(predictions, proposals)
+
+    model.roi_heads.label_and_sample_proposals = spy_sample
+    model.roi_heads.box_predictor.losses = spy_losses
     keys = set(model.state_dict())
     for head in ("proposal_generator.sb.", "roi_heads.box_predictor.sb."):
         assert {head + k for k in ("weight", "cls_sum", "loc_sum", "num_iter")} <= keys
@@ -205,6 +287,8 @@ def test_config_model_trains_one_step_with_two_self_balances(one_thread):
         hist = storage.histories()
         assert hist["rpn/num_pos_anchors"].latest() > 0
         assert "alrp_rpn/sb_weight" in hist and "alrp_rcnn/sb_weight" in hist
+    # every proposal reaches the loss (no ground truth is appended: proposal_append_gt=False)
+    assert seen["loss_rois"] == seen["proposals"] > 0
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(x).all() for x in grads)
     assert int(model.proposal_generator.sb.num_iter) == 1

@@ -6,6 +6,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.poolers import assign_boxes_to_levels
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
@@ -315,6 +316,67 @@ def test_refinement_raises_predicted_iou_for_fixed_head():
     r = torch.cat(refined)
     assert (r[:, 2] > r[:, 0]).all() and (r[:, 3] > r[:, 1]).all() and (r >= 0).all()
     assert (r[:, 2:] <= torch.tensor([IMAGE[1], IMAGE[0]])).all()
+
+
+def _refine_one_box(heads, feats, box, cls, image, hw):
+    """Alg. 2 for one box, the plain way: its level from its starting size, that level's own
+    PrRoIPool on that level's map, autograd, a Python loop that stops. Returns (box, IoU, steps)."""
+    p = heads.iou_pooler
+    level = int(
+        assign_boxes_to_levels(
+            [Boxes(box[None])], p.min_level, p.max_level, p.canonical_box_size, p.canonical_level
+        )[0]
+    )
+
+    def iou_of(b, with_grad):
+        b = b.detach().requires_grad_(with_grad)
+        roi = torch.cat([b.new_tensor([image]), b])[None]
+        raw = heads.iou_head(p.level_poolers[level](feats[level], roi))
+        iou = heads.iou_head.predict_iou(heads.iou_head.select(raw, cls[None]))[0]
+        return iou.detach(), torch.autograd.grad(iou, b)[0] if with_grad else None
+
+    b = box.float()
+    prev, grad = iou_of(b, True)
+    iou, steps = prev, 0
+    for t in range(heads.refine_steps):
+        wh = (b[2:] - b[:2]).clamp(min=0.0)
+        b = heads._sanitize((b + heads.refine_lambda * grad * torch.cat([wh, wh]))[None], hw)[0]
+        iou, grad = iou_of(b, t < heads.refine_steps - 1)
+        steps += 1
+        delta = iou - prev
+        if abs(delta) < heads.refine_omega1 or delta < heads.refine_omega2:
+            break
+        prev = iou
+    return b, iou, steps
+
+
+def test_batched_refinement_equals_box_by_box_refinement():
+    """The fixed-shape batched refinement (one pooling call over the padded stack of levels,
+    stopped boxes masked) gives each box what Alg. 2 run on it alone gives."""
+    # canonical size 32: the 4-128 px boxes spread over all four levels (224 puts them on p2)
+    pooler = PrRoIPooler(7, SCALES, canonical_box_size=32)
+    heads = make_heads(iou_pooler=pooler, refine_lambda=20.0, refine_steps=5).eval()
+    feats = [v for v in make_features(2, seed=5).values()]
+    props = make_proposals(2, n=12, seed=5)
+    props[1].proposal_boxes.tensor[:2] = torch.tensor([[0.0, 0, 128, 128], [5, 5, 9, 9]])
+    boxes = [p.proposal_boxes.tensor for p in props]
+    classes = [
+        torch.randint(0, K, (12,), generator=torch.Generator().manual_seed(i)) for i in (0, 1)
+    ]
+    with torch.no_grad():
+        refined, ious = heads.refine_boxes(feats, boxes, classes, [IMAGE] * 2)
+    hw = torch.tensor([IMAGE], dtype=torch.float32)
+    steps = []
+    for i in range(2):
+        for j in range(12):
+            box, iou, n = _refine_one_box(heads, feats, boxes[i][j], classes[i][j], i, hw)
+            torch.testing.assert_close(refined[i][j], box, atol=1e-4, rtol=0)
+            torch.testing.assert_close(ious[i][j], iou, atol=1e-5, rtol=0)
+            steps.append(n)
+    # the case covers early stops, boxes refined all T steps, and more than one FPN level
+    assert min(steps) < 5 and max(steps) == 5, steps
+    levels = heads._fixed_levels(torch.cat(boxes))
+    assert levels.unique().tolist() == [0, 1, 2, 3]
 
 
 class OracleIoUHead(nn.Module):

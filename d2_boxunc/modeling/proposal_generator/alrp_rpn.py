@@ -12,6 +12,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from d2_boxunc.losses import iou_loss
+from d2_boxunc.modeling.sampling import SAMPLE_ALL
 from d2_boxunc.modeling.self_balance import SelfBalance
 
 __all__ = ["ALRPRPN", "positive_iou_threshold"]
@@ -32,8 +33,9 @@ class ALRPRPN(RPN):
 
     - every anchor is kept: the positives (IoU >= 0.7 with a ground-truth box, or a box's best
       anchors) and the negatives (IoU < 0.3) of all images of the GPU's batch form one ranking,
-      the anchors in between are ignored. ``batch_size_per_image`` / ``positive_fraction`` are not
-      used (the official head uses mmdetection's ``PseudoSampler``, which samples nothing);
+      the anchors in between are ignored: detectron2's sampling with ``batch_size_per_image =
+      SAMPLE_ALL`` (:mod:`d2_boxunc.modeling.sampling`) keeps every label (the official head uses
+      mmdetection's ``PseudoSampler``, which samples nothing);
     - localisation error of a positive: ``(1 - GIoU) / (2 (1 - tau))``, ``tau`` = the matcher's
       positive IoU threshold (0.7: ``(1 - GIoU) / 0.6``, in ``[0, 2 / 0.6]``), of the box decoded
       from the anchor and the matched ground-truth box. The official code decodes prediction
@@ -65,11 +67,13 @@ class ALRPRPN(RPN):
         sb_period: int = 0,
         sb_dataset: str | list[str] | None = None,
         sb_total_batch_size: int | None = None,
+        batch_size_per_image: int = SAMPLE_ALL,
+        positive_fraction: float = 0.5,
         **kwargs,
     ):
         """
-        Args (beyond :class:`RPN`'s, whose ``batch_size_per_image`` and ``positive_fraction`` may
-        be left out and are unused):
+        Args (beyond :class:`RPN`'s; ``batch_size_per_image`` defaults to :data:`SAMPLE_ALL`,
+        every anchor kept, and ``positive_fraction`` then has no effect):
             ranking_delta: half-width ``delta`` of the smoothed step (on logits). Default: 1.0.
             alrp_eps: positives with ``N_FP <= eps`` get no aLRP gradient. Default: 1e-5.
             ranking_impl: ``"sorted"`` (fast) or ``"loop"`` (reference loop). Default: "sorted".
@@ -77,9 +81,11 @@ class ALRPRPN(RPN):
                 self-balance (:class:`SelfBalance`'s ``init_weight``, ``update``, ``period``,
                 ``dataset``, ``total_batch_size``).
         """
-        kwargs.setdefault("batch_size_per_image", 256)  # unused: nothing is sampled
-        kwargs.setdefault("positive_fraction", 0.5)
-        super().__init__(**kwargs)
+        super().__init__(
+            batch_size_per_image=batch_size_per_image,
+            positive_fraction=positive_fraction,
+            **kwargs,
+        )
         if ranking_impl not in ("sorted", "loop"):
             raise ValueError(f"ranking_impl must be 'sorted' or 'loop', got {ranking_impl!r}")
         self.ranking_delta = float(ranking_delta)
@@ -97,10 +103,6 @@ class ALRPRPN(RPN):
             total_batch_size=sb_total_batch_size,
             name="ALRPRPN",
         )
-
-    def _subsample_labels(self, label: Tensor) -> Tensor:
-        """Keep every anchor's label (aLRP ranks all of them): no sampling."""
-        return label
 
     def losses(
         self,

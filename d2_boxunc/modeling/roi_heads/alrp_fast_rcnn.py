@@ -13,6 +13,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
 from d2_boxunc.losses import iou_loss
+from d2_boxunc.modeling.sampling import SAMPLE_ALL
 from d2_boxunc.modeling.self_balance import SelfBalance
 
 __all__ = ["ALRPFastRCNNOutputLayers", "ALRPROIHeads"]
@@ -21,28 +22,22 @@ __all__ = ["ALRPFastRCNNOutputLayers", "ALRPROIHeads"]
 class ALRPROIHeads(StandardROIHeads):
     """:class:`StandardROIHeads` that keeps every proposal: each one is labelled by the matcher
     (a ground-truth class at IoU >= 0.5, background below, detectron2's default ROI matcher) and
-    none is sampled away, as mmdetection's ``PseudoSampler`` in the official config.
-    ``batch_size_per_image`` and ``positive_fraction`` are not used. Whether the ground-truth
-    boxes join the proposals is detectron2's ``proposal_append_gt`` (the official code: no, which
-    the A7 config sets)."""
+    none is sampled away, as mmdetection's ``PseudoSampler`` in the official config. The sampling
+    is detectron2's own with ``batch_size_per_image = SAMPLE_ALL`` (:mod:`d2_boxunc.modeling.sampling`):
+    every RoI, positives first; aLRP Loss does not depend on the order of the RoIs. Whether the
+    ground-truth boxes join the proposals is detectron2's ``proposal_append_gt`` (the official
+    code: no, which the A7 config sets)."""
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("batch_size_per_image", 512)  # unused: nothing is sampled
-        kwargs.setdefault("positive_fraction", 0.25)
-        super().__init__(**kwargs)
-
-    def _sample_proposals(
-        self, matched_idxs: Tensor, matched_labels: Tensor, gt_classes: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """All proposals, in their order, with their class (``num_classes`` for background, -1
-        for a matcher's ignore label)."""
-        if gt_classes.numel() > 0:
-            gt_classes = gt_classes[matched_idxs]
-            gt_classes[matched_labels == 0] = self.num_classes
-            gt_classes[matched_labels == -1] = -1
-        else:
-            gt_classes = torch.full_like(matched_idxs, self.num_classes)
-        return torch.arange(len(matched_idxs), device=matched_idxs.device), gt_classes
+    def __init__(
+        self, *, batch_size_per_image: int = SAMPLE_ALL, positive_fraction: float = 0.25, **kwargs
+    ):
+        """Args: those of :class:`StandardROIHeads`; ``batch_size_per_image`` defaults to
+        :data:`SAMPLE_ALL` (keep every RoI; ``positive_fraction`` then has no effect)."""
+        super().__init__(
+            batch_size_per_image=batch_size_per_image,
+            positive_fraction=positive_fraction,
+            **kwargs,
+        )
 
 
 class ALRPFastRCNNOutputLayers(FastRCNNOutputLayers):

@@ -9,6 +9,7 @@ from detectron2.structures import Boxes, Instances
 from torch import Tensor
 
 from d2_boxunc.layers import batched_diou_nms
+from d2_boxunc.modeling.box_regression import clip_boxes
 
 __all__ = ["diou_nms_inference_single_image"]
 
@@ -31,9 +32,7 @@ def diou_nms_inference_single_image(
     row_ids = nonzero_tuple(valid)[0]
     boxes, scores = boxes[valid], scores[valid][:, :-1]
     num_reg = boxes.shape[1] // 4
-    clipped = Boxes(boxes.reshape(-1, 4))
-    clipped.clip(image_shape)
-    boxes = clipped.tensor.view(-1, num_reg, 4)
+    boxes = clip_boxes(boxes.view(-1, num_reg, 4), image_shape)
     rows, classes = nonzero_tuple(scores > score_thresh)
     cand_boxes = boxes[rows, classes if num_reg > 1 else torch.zeros_like(classes)]
     cand_scores = scores[rows, classes]

@@ -28,6 +28,8 @@ of the output box, its own class) and ``cls_scores`` (the cls score before any I
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 
 import torch
@@ -39,6 +41,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
 from d2_boxunc.layers import batched_diou_nms, batched_iou_guided_nms
+from d2_boxunc.modeling.box_regression import clip_boxes
 from d2_boxunc.modeling.poolers import PrRoIPooler
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import IoURoIGenerator
 
@@ -58,18 +61,31 @@ def _check(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-def _refinement_map(feature: Tensor) -> Tensor:
-    """A feature map as the refinement steps pool it, prepared once per image batch.
+def _refinement_maps(features: list[Tensor]) -> Tensor:
+    """The IoU branch's maps as one batch for the refinement's single pooling call per step.
 
-    The CPU PrRoIPool kernel reads a channels-last map in place and transposes an NCHW one into
-    channel-group slices at every call, so on the CPU the map is converted to channels-last once
-    here instead of at each of the ~6 evaluations. The CUDA kernel reads either layout through
-    its strides, so a CUDA map is used as it is (no copy; docs/gpu.md#layouts).
+    Level ``l`` of image ``i`` is batch entry ``l * N + i``, every level zero-padded (at the bottom
+    and right) to the largest map. PrRoIPool's interpolant is zero outside a map, so the padding
+    changes no pooled value or gradient; one call then pools every box on its own level, with no
+    per-level split whose sizes would be read from the device (docs/gpu.md#host-syncs). A single
+    level is not padded. The CPU kernel reads a channels-last map in place and transposes an NCHW
+    one at every call, so on the CPU the batch is channels-last; the CUDA kernel reads either
+    layout through its strides (docs/gpu.md#layouts), so a single CUDA map is used as it is.
     """
-    feature = feature.detach()
-    if feature.device.type == "cpu":
-        return feature.contiguous(memory_format=torch.channels_last)
-    return feature
+    cpu = features[0].device.type == "cpu"
+    fmt = torch.channels_last if cpu else torch.contiguous_format
+    if len(features) == 1:
+        feature = features[0].detach().float()
+        return feature.contiguous(memory_format=fmt) if cpu else feature
+    n, c = features[0].shape[:2]
+    height = functools.reduce(torch.sym_max, [f.shape[2] for f in features])
+    width = functools.reduce(torch.sym_max, [f.shape[3] for f in features])
+    shape = (len(features) * n, c, height, width)
+    out = torch.empty(shape, dtype=torch.float32, device=features[0].device, memory_format=fmt)
+    out.zero_()
+    for level, f in enumerate(features):
+        out[level * n : (level + 1) * n, :, : f.shape[2], : f.shape[3]] = f.detach()
+    return out
 
 
 class IoUNetROIHeads(StandardROIHeads):
@@ -231,31 +247,26 @@ class IoUNetROIHeads(StandardROIHeads):
         return self.iou_head.predict_iou(self.iou_head.select(raw, classes))
 
     def _candidates(self, boxes: Tensor, scores: Tensor, image_size):
-        """One image: (candidate boxes, cls scores, classes, boxes the IoU head sees, index of
-        each candidate's box in that list)."""
+        """One image: (boxes, cls scores, classes) of its candidates, the (proposal, class) pairs
+        with finite boxes and scores and a cls score >= ``test_score_thresh``. A candidate's box is
+        its proposal's argmax-class box (OpenMMLab-IoUNet; every candidate of a proposal shares it)
+        or its own class's box (``per_class``). One mask and one ``nonzero``: the candidate count
+        is the only value this reads on the host."""
         num_classes = scores.shape[1] - 1
         num_reg = boxes.shape[1] // 4
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
-        boxes, scores = boxes[valid], scores[valid]
-        boxes = Boxes(boxes.reshape(-1, 4))
-        boxes.clip(image_size)
-        boxes = boxes.tensor.view(-1, num_reg, 4)
         fg = scores[:, :num_classes]
-        rows, classes = nonzero_tuple(fg >= self._test_predictor.test_score_thresh)
-        cand_scores = fg[rows, classes]
-        if num_reg == 1 or self.test_nms_class_boxes == "argmax":
-            # one regressed box per proposal (its argmax class), shared by all its candidates
-            arg = fg.argmax(dim=1)
-            used, inverse = torch.unique(rows, return_inverse=True)
-            reg = arg[used] if num_reg > 1 else torch.zeros_like(used)
-            eval_boxes = boxes[used, reg]
-            cand_boxes = eval_boxes[inverse]
-            # the IoU head is class-aware: evaluate each candidate's class on the shared box
-            eval_index = inverse
+        rows, classes = nonzero_tuple(
+            (fg >= self._test_predictor.test_score_thresh) & valid[:, None]
+        )
+        boxes = clip_boxes(boxes.view(-1, num_reg, 4), image_size)
+        if num_reg == 1:
+            reg = torch.zeros_like(rows)
+        elif self.test_nms_class_boxes == "argmax":
+            reg = fg.argmax(dim=1)[rows]
         else:
-            cand_boxes = boxes[rows, classes]
-            eval_boxes, eval_index = cand_boxes, torch.arange(rows.shape[0], device=rows.device)
-        return cand_boxes, cand_scores, classes, eval_boxes, eval_index
+            reg = classes
+        return boxes[rows, reg], fg[rows, classes], classes
 
     def iou_net_inference(
         self,
@@ -266,17 +277,17 @@ class IoUNetROIHeads(StandardROIHeads):
     ) -> list[Instances]:
         """Stages 2-6 of docs/design.md#iou-net-inference for a batch; see the module docstring."""
         cands = [self._candidates(b, s, hw) for b, s, hw in zip(boxes, scores, image_sizes)]
-        # IoU head once for the whole batch, every class column
-        eval_boxes = [c[3] for c in cands]
+        # IoU head once for the whole batch, each candidate's own class (the class-aware head
+        # scores a box shared by several candidates once per class)
         with torch.no_grad():
-            raw = self.iou_head(self.iou_pooler(features, [Boxes(b) for b in eval_boxes]))
-            all_ious = self.iou_head.predict_iou(raw)
-        all_ious = all_ious.split([b.shape[0] for b in eval_boxes])
+            raw = self.iou_head(self.iou_pooler(features, [Boxes(c[0]) for c in cands]))
+            all_ious = self.iou_head.predict_iou(
+                self.iou_head.select(raw, cat([c[2] for c in cands]))
+            )
+        all_ious = all_ious.split([c[0].shape[0] for c in cands])
 
         kept = []
-        for (c_boxes, c_scores, c_classes, _, e_index), ious in zip(cands, all_ious):
-            col = torch.zeros_like(c_classes) if ious.shape[1] == 1 else c_classes
-            c_ious = ious[e_index, col]
+        for (c_boxes, c_scores, c_classes), c_ious in zip(cands, all_ious):
             if self.test_nms_type == "iou_guided":
                 keep, out_scores = batched_iou_guided_nms(
                     c_boxes,
@@ -343,8 +354,14 @@ class IoUNetROIHeads(StandardROIHeads):
         box leaf through ``torch.autograd.grad``, under ``enable_grad`` (works inside ``no_grad``
         and ``inference_mode``); parameters' ``.grad`` are never touched. The FPN level of each box is
         chosen once, from its starting size (the level choice has no gradient anyway,
-        docs/design.md#prroipool-in-the-fpn-pooler), and the boxes are processed grouped by level,
-        which avoids ROIPooler's scatter per step.
+        docs/design.md#prroipool-in-the-fpn-pooler).
+
+        Every step has the same shapes and reads no tensor value on the host
+        (docs/gpu.md#host-syncs): all boxes are evaluated at each step and a stopped box keeps its
+        state (``torch.where``), and one PrRoIPool call on :func:`_refinement_maps` pools every box
+        on its own level (batch index ``level * N + image``, coordinates scaled by the level's
+        ``spatial_scale`` beforehand, an exact product for power-of-two strides). The per-image
+        split uses the box counts, known on the host.
 
         Returns:
             (refined boxes, their predicted IoUs), one Tensor per image.
@@ -355,7 +372,8 @@ class IoUNetROIHeads(StandardROIHeads):
             return list(boxes), [b.new_zeros((0,)) for b in boxes]
         device = boxes[0].device
         with torch.inference_mode(False), torch.enable_grad():
-            feats = [_refinement_map(f) for f in features]
+            maps = _refinement_maps(features)
+            pool, level_scales = self._refinement_pool()
             B = cat([b.detach().float() for b in boxes]).clone()
             C = cat(list(classes)).clone()
             img = cat([torch.full((c,), i, device=device) for i, c in enumerate(counts)])
@@ -366,96 +384,55 @@ class IoUNetROIHeads(StandardROIHeads):
                 ]
             )
             levels = self._fixed_levels(B)
-            # work in level-sorted order (stable: image order kept inside a level)
-            perm = torch.argsort(levels, stable=True)
-            B, C, img, hw, levels = B[perm], C[perm], img[perm], hw[perm], levels[perm]
-            num_levels = len(feats)
+            scale = B.new_full((B.shape[0], 1), level_scales[0])
+            for lvl in range(1, len(level_scales)):  # Python numbers: no host->device copy
+                scale = torch.where(levels[:, None] == lvl, level_scales[lvl], scale)
+            batch = (levels * features[0].shape[0] + img).to(B.dtype)[:, None]
 
-            def evaluate(idx: Tensor, with_grad: bool, per_level: list | None = None):
-                b = B[idx].clone().requires_grad_(with_grad)
-                if per_level is None:
-                    per_level = torch.bincount(levels[idx], minlength=num_levels).tolist()
-                rois = torch.cat([img[idx].to(b.dtype)[:, None], b], dim=1)
+            def evaluate(b: Tensor, with_grad: bool):
+                b = b.detach().requires_grad_(with_grad and not exporting)
+                rois = torch.cat([batch, b * scale], dim=1)
                 if exporting and with_grad:  # explicit backward: export cannot trace autograd
-                    return self._iou_and_box_grad(feats, rois.split(per_level), C[idx])
-                pooled = [
-                    self._level_pool(lvl, feats[lvl], r)
-                    for lvl, r in enumerate(rois.split(per_level))
-                    if exporting or r.shape[0]
-                ]
-                raw = self.iou_head(torch.cat(pooled))
-                iou = self.iou_head.predict_iou(self.iou_head.select(raw, C[idx]))
+                    iou, grad = self._iou_and_box_grad(pool, maps, rois, C)
+                    return iou, grad * scale
+                raw = self.iou_head(pool(maps, rois))
+                iou = self.iou_head.predict_iou(self.iou_head.select(raw, C))
                 if not with_grad:
                     return iou.detach(), None
                 (g,) = torch.autograd.grad(iou.sum(), b)
                 return iou.detach(), g
 
-            if exporting:
-                B, ious = self._refine_masked(B, hw, levels, num_levels, evaluate)
-            else:
-                active = torch.arange(B.shape[0], device=device)
-                prev, grad = evaluate(active, True)
-                ious = prev.clone()
-                for t in range(self.refine_steps):
-                    b = B[active]
-                    wh = (b[:, 2:] - b[:, :2]).clamp(min=0.0)
-                    b = b + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
-                    B[active] = self._sanitize(b, hw[active]) if self.refine_clip else b
-                    last = t == self.refine_steps - 1
-                    new, new_grad = evaluate(active, not last)
-                    ious[active] = new
-                    delta = new - prev
-                    go_on = ~((delta.abs() < self.refine_omega1) | (delta < self.refine_omega2))
-                    active, prev = active[go_on], new[go_on]
-                    if active.numel() == 0 or last:
-                        break
-                    grad = new_grad[go_on]
-            inv = torch.empty_like(perm)
-            inv[perm] = torch.arange(perm.shape[0], device=device)
-            B, ious = B[inv].detach(), ious[inv]
+            prev, grad = evaluate(B, True)
+            ious = prev
+            active = torch.ones_like(prev, dtype=torch.bool)
+            for t in range(self.refine_steps):
+                wh = (B[:, 2:] - B[:, :2]).clamp(min=0.0)
+                b = B + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
+                b = self._sanitize(b, hw) if self.refine_clip else b
+                B = torch.where(active[:, None], b, B)
+                new, grad = evaluate(B, t < self.refine_steps - 1)
+                ious = torch.where(active, new, ious)
+                delta = new - prev
+                stop = (delta.abs() < self.refine_omega1) | (delta < self.refine_omega2)
+                prev = torch.where(active, new, prev)
+                active = active & ~stop
+            B = B.detach()
         return list(B.split(counts)), list(ious.split(counts))
 
-    def _refine_masked(self, B, hw, levels, num_levels, evaluate):
-        """The refinement loop of :meth:`refine_boxes` without data-dependent control flow, for
-        ``torch.export``: every box is evaluated at each of the ``T`` steps and a stopped box keeps
-        its state (the same boxes and IoUs; the eager loop only skips stopped boxes)."""
-        # (bincount's length depends on the data; these num_levels counts do not)
-        per_level = torch.stack([(levels == lvl).sum() for lvl in range(num_levels)]).tolist()
-        for n in per_level:
-            torch._check(n >= 0)
-        torch._check(sum(per_level) == B.shape[0])
-        every = torch.arange(B.shape[0], device=B.device)
-        prev, grad = evaluate(every, True, per_level)
-        ious = prev.clone()
-        active = torch.ones_like(prev, dtype=torch.bool)
-        for t in range(self.refine_steps):
-            wh = (B[:, 2:] - B[:, :2]).clamp(min=0.0)
-            b = B + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
-            b = self._sanitize(b, hw) if self.refine_clip else b
-            B.copy_(torch.where(active[:, None], b, B))  # in place: `evaluate` reads B
-            last = t == self.refine_steps - 1
-            new, new_grad = evaluate(every, not last, per_level)
-            ious = torch.where(active, new, ious)
-            delta = new - prev
-            go_on = ~((delta.abs() < self.refine_omega1) | (delta < self.refine_omega2))
-            prev = torch.where(active, new, prev)
-            active = active & go_on
-            grad = new_grad
-        return B, ious
+    def _refinement_pool(self) -> tuple[nn.Module, list[float]]:
+        """(the IoU pooler's level pooler with ``spatial_scale`` 1, each level's scale): the
+        refinement pools boxes already scaled to their level (:meth:`refine_boxes`)."""
+        level_poolers = self.iou_pooler.level_poolers
+        pool = copy.copy(level_poolers[0])  # same output size and alignment
+        pool.spatial_scale = 1.0
+        return pool, [float(p.spatial_scale) for p in level_poolers]
 
-    def _iou_and_box_grad(self, feats, rois_per_level, classes):
-        """(predicted IoU, d IoU / d box) of level-sorted RoIs without autograd: the IoU head's
-        explicit backward (:meth:`IoUHead.iou_and_input_grad`) chained with PrRoIPool's backward
-        op on each level."""
-        poolers = self.iou_pooler.level_poolers
-        pooled = [poolers[lvl](feats[lvl], r) for lvl, r in enumerate(rois_per_level)]
-        iou, grad = self.iou_head.iou_and_input_grad(torch.cat(pooled), classes)
-        counts = [r.shape[0] for r in rois_per_level]
-        rois_grad = [
-            poolers[lvl].rois_grad(g, feats[lvl], r, p)
-            for lvl, (g, r, p) in enumerate(zip(grad.split(counts), rois_per_level, pooled))
-        ]
-        return iou.detach(), torch.cat(rois_grad)[:, 1:].detach()
+    def _iou_and_box_grad(self, pool, maps, rois, classes):
+        """(predicted IoU, d IoU / d RoI coordinates) without autograd: the IoU head's explicit
+        backward (:meth:`IoUHead.iou_and_input_grad`) chained with PrRoIPool's backward op."""
+        pooled = pool(maps, rois)
+        iou, grad = self.iou_head.iou_and_input_grad(pooled, classes)
+        return iou.detach(), pool.rois_grad(grad, maps, rois, pooled)[:, 1:].detach()
 
     def _fixed_levels(self, boxes: Tensor) -> Tensor:
         pooler = self.iou_pooler
@@ -468,6 +445,3 @@ class IoUNetROIHeads(StandardROIHeads):
             pooler.canonical_box_size,
             pooler.canonical_level,
         )
-
-    def _level_pool(self, level: int, feature: Tensor, rois: Tensor) -> Tensor:
-        return self.iou_pooler.level_poolers[level](feature, rois)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from d2_boxunc.layers import batched_kl_nms
 from d2_boxunc.losses import kl_loss
+from d2_boxunc.modeling.box_regression import clip_boxes
 from d2_boxunc.modeling.roi_heads.diou_inference import diou_nms_inference_single_image
 
 __all__ = ["KLFastRCNNOutputLayers"]
@@ -195,8 +196,9 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         """(R, 4): delta-unit std -> pixel std per coordinate (proposal size / weight)."""
         w = (proposal_boxes[:, 2] - proposal_boxes[:, 0]).clamp(min=1e-6)
         h = (proposal_boxes[:, 3] - proposal_boxes[:, 1]).clamp(min=1e-6)
-        weights = torch.tensor(self.box2box_transform.weights, dtype=w.dtype, device=w.device)
-        return torch.stack([w, h, w, h], dim=1) / weights
+        # the weights stay Python numbers: a tensor of them is a host->device copy (a CUDA sync)
+        sizes = (w, h, w, h)
+        return torch.stack([s / k for s, k in zip(sizes, self.box2box_transform.weights)], dim=1)
 
     def _inference_single_image(self, boxes, scores, log_vars, proposal_boxes, image_shape):
         num_reg = boxes.shape[1] // 4
@@ -205,42 +207,45 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
             & torch.isfinite(scores).all(1)
             & torch.isfinite(log_vars).all(1)
         )
-        # always filtered (no branch on the data, so that torch.export can trace it)
-        boxes, scores, log_vars = boxes[valid], scores[valid], log_vars[valid]
-        proposal_boxes = proposal_boxes[valid]
-        row_ids = nonzero_tuple(valid)[0]
         log_vars = log_vars.view(-1, num_reg, 4)
         scale = self._pixel_scale(proposal_boxes)
 
         if self.test_nms_method == "diou" or (
             self.test_nms_method == "hard" and not self.test_var_voting
         ):  # one kept box per cluster, no voting: detectron2's NMS or DIoU-NMS
-            diou = self.test_nms_method == "diou"
-            infer = diou_nms_inference_single_image if diou else fast_rcnn_inference_single_image
+            infer = (
+                diou_nms_inference_single_image
+                if self.test_nms_method == "diou"
+                else fast_rcnn_inference_single_image
+            )
+            # on the valid rows (always filtered: no branch on the data, so that torch.export
+            # can trace it); one nonzero, then gathers
+            row_ids = nonzero_tuple(valid)[0]
             result, rows = infer(
-                boxes,
-                scores,
+                boxes.index_select(0, row_ids),
+                scores.index_select(0, row_ids),
                 image_shape,
                 self.test_score_thresh,
                 self.test_nms_thresh,
                 self.test_topk_per_image,
             )
+            rows = row_ids[rows]
             cls = result.pred_classes if num_reg > 1 else torch.zeros_like(result.pred_classes)
             alpha = log_vars[rows, cls]
         else:
             result, rows, alpha = self._kl_nms_single_image(
-                boxes, scores, log_vars, scale, image_shape
+                boxes, scores, log_vars, scale, valid, image_shape
             )
         result.pred_box_logvar = alpha
         result.pred_boxes_std = (0.5 * alpha).exp() * scale[rows]
-        return result, row_ids[rows]
+        return result, rows
 
-    def _kl_nms_single_image(self, boxes, scores, log_vars, scale, image_shape):
+    def _kl_nms_single_image(self, boxes, scores, log_vars, scale, valid, image_shape):
+        """KL-NMS / soft-NMS / variance voting of one image's candidates (valid rows with a cls
+        score above the threshold: one mask, one ``nonzero``)."""
         num_reg = log_vars.shape[1]
-        boxes = Boxes(boxes.reshape(-1, 4))
-        boxes.clip(image_shape)
-        boxes = boxes.tensor.view(-1, num_reg, 4)
-        mask = scores[:, :-1] > self.test_score_thresh
+        boxes = clip_boxes(boxes.view(-1, num_reg, 4), image_shape)
+        mask = (scores[:, :-1] > self.test_score_thresh) & valid[:, None]
         rows, classes = nonzero_tuple(mask)
         reg = classes if num_reg > 1 else torch.zeros_like(classes)
         cand_boxes, cand_alpha = boxes[rows, reg], log_vars[rows, reg]

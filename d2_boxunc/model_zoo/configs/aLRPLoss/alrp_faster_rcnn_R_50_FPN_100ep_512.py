@@ -57,7 +57,8 @@ model.backbone.bottom_up.freeze_at = 2  # official frozen_stages=1: stem and res
 # ---- RPN: aLRP Loss, no anchor sampling ------------------------------------------------------
 _rpn = model.proposal_generator
 _rpn._target_ = ALRPRPN
-del _rpn.batch_size_per_image, _rpn.positive_fraction  # nothing is sampled
+# every anchor kept: ALRPRPN's default batch_size_per_image = SAMPLE_ALL (detectron2's sampling)
+del _rpn.batch_size_per_image, _rpn.positive_fraction
 _rpn.box2box_transform = L(Box2BoxTransform)(weights=[10.0, 10.0, 5.0, 5.0])
 _rpn.loss_weight = {"loss_rpn_cls": 0.2, "loss_rpn_loc": 0.2}  # the official head_weight
 _rpn.pre_nms_topk = (2000, 1000)
@@ -72,7 +73,8 @@ _rpn.sb_total_batch_size = "${dataloader.train.total_batch_size}"
 # ---- R-CNN: every proposal, aLRP Loss on sigmoid class logits ---------------------------------
 _roi_heads = model.roi_heads
 _roi_heads._target_ = ALRPROIHeads
-del _roi_heads.batch_size_per_image, _roi_heads.positive_fraction  # nothing is sampled
+# every RoI kept: ALRPROIHeads' default batch_size_per_image = SAMPLE_ALL
+del _roi_heads.batch_size_per_image, _roi_heads.positive_fraction
 _roi_heads.proposal_append_gt = False  # PseudoSampler adds no ground-truth box
 _predictor = _roi_heads.box_predictor
 _predictor._target_ = ALRPFastRCNNOutputLayers
