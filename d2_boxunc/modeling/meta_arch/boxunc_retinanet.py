@@ -474,11 +474,12 @@ class BoxUncRetinaNet(RetinaNet):
             if iou is not None:
                 picked["iou"].append(iou[anchor_idx, 0])
         boxes, scores, classes = (cat(picked[k]) for k in ("boxes", "scores", "classes"))
+        scores = scores.to(boxes.dtype)  # detectron2's XYWH coder decodes in float32
         alpha = cat(picked["alpha"]).to(boxes.dtype) if self.sigma_branch else None
         if self.sigma_branch and (self.test_var_voting or self.test_nms_method == "soft"):
             keep, boxes_out, scores_out = kl_nms_detections(
                 boxes,
-                scores.to(boxes.dtype),
+                scores,
                 alpha,
                 classes,
                 delta_std_scale(cat(picked["anchors"]), self.box2box_transform.weights),
