@@ -110,6 +110,13 @@ def test_sigma_branch_loss_is_the_kl_formula_on_corner_deltas(cfgs):
     expected_ga = (0.5 - torch.exp(-alpha) * _sl1(d)) / normalizer
     assert torch.allclose(g_a[0, 0], expected_ga, atol=1e-7)
     assert not g_d[0, 1:].any() and not g_a[0, 1:].any()  # only the positive anchor
+    # AP Loss: the KL loss replaces its smooth-L1, averaged over the 4 |P| coordinates
+    ap = _build(cfgs["sigma"], cls_loss_type="ap")
+    args, kwargs, _ = _hand_built(ap, pred.tolist(), gt, alpha=alpha.tolist())
+    with EventStorage():
+        out = ap.losses(*args, **kwargs)
+    assert set(out) == {"loss_cls", "loss_box_reg"}
+    assert out["loss_box_reg"].item() == pytest.approx(kl.item() / 4, rel=1e-6)
 
 
 def test_alrp_sigma_kl_trains_sigma_only_and_leaves_alrp_unchanged(cfgs):
