@@ -86,6 +86,6 @@ class Box2BoxTransformXYXY:
             )
         deltas = deltas.float() if deltas.dtype in (torch.float16, torch.bfloat16) else deltas
         boxes = boxes.to(deltas.dtype)
-        n = deltas.shape[0]
-        d = self._per_coordinate(torch.div, deltas.view(n, -1, 4)).clamp(-self.clamp, self.clamp)
-        return (boxes[:, None, :] + d * self._sizes(boxes)[:, None, :]).reshape(n, -1)
+        n, k = deltas.shape[0], deltas.shape[1] // 4  # k explicit: N may be 0
+        d = self._per_coordinate(torch.div, deltas.view(n, k, 4)).clamp(-self.clamp, self.clamp)
+        return (boxes[:, None, :] + d * self._sizes(boxes)[:, None, :]).reshape(n, 4 * k)

@@ -39,6 +39,8 @@ class Method:
     variants: tuple[Variant, ...] = field(default=())
     # controls that isolate one change of a method (bug hunts); run on request, not by "all"
     control: bool = False
+    # compositions beyond the papers (e.g. docs/retinanet_heads.md); run on request, not by "all"
+    extension: bool = False
     # training length relative to --max-iter (RetinaNet from scratch needs longer, docs/study.md)
     iter_scale: float = 1.0
     # a dense detector: probe score vs IoU on its positive anchors (.ranking_hunt) after training
@@ -152,7 +154,7 @@ METHODS: dict[str, Method] = {
 
 
 # what ``--methods all`` (``make study``) runs: every paper method, no controls
-DEFAULT_METHODS: list[str] = [n for n, m in METHODS.items() if not m.control]
+DEFAULT_METHODS: list[str] = [n for n, m in METHODS.items() if not (m.control or m.extension)]
 
 
 def row(spec: str) -> tuple[str, str | None]:
@@ -317,5 +319,141 @@ CLAIMS: list[Claim] = [
     Claim("aLRP Loss > AP Loss at AP90", "alrp", "aploss", "AP90", "aLRP Tab. 4"),
     Claim(
         "aLRP Loss lowers oLRP vs focal loss", "alrp", "focal", "oLRP", "aLRP Tab. 4", direction=-1
+    ),
+]
+
+
+# ---- RetinaNet sigma / IoU branches and aLRP + sigma (docs/retinanet_heads.md) ---------------
+# Extensions, run on request: ``--methods retina_kl,retina_iouaware,alrp_sigma`` (and the coder
+# controls ``retina_kl_ctrl``, ``alrp_xyxy``). Every row shares the RetinaNet rows' recipe.
+_RETINA_KL = "configs/KLLoss/kl_retinanet_R_50_FPN_100ep_512.py"
+_RETINA_IOU = "configs/aLRPLoss/iouaware_retinanet_R_50_FPN_100ep_512.py"
+_ALRP_SIGMA = "configs/Composed/alrp_sigma_retinanet_R_50_FPN_100ep_512.py"
+# the sigma branch's corner coder (x10) on a row without the branch: isolates the coder change
+_CORNER_CODER = (
+    "model.box2box_transform._target_=d2_boxunc.modeling.box_regression.Box2BoxTransformXYXY",
+    "model.box2box_transform.weights=[10,10,10,10]",
+)
+_NO_VOTING = ("model.test_var_voting=False",)
+
+RETINA_BRANCH_METHODS: list[Method] = [
+    Method(
+        "retina_kl",
+        "RetinaNet, focal + KL sigma branch, var voting",
+        _RETINA_KL,
+        overrides=tuple(RETINANET_MAPPER),
+        iter_scale=RETINANET_ITER_SCALE,
+        extension=True,
+        variants=(
+            Variant("novote", "RetinaNet, focal + KL sigma branch, NMS", overrides=_NO_VOTING),
+            Variant(
+                "varvote_softnms",
+                "RetinaNet, focal + KL sigma branch, var voting + soft-NMS",
+                overrides=("model.test_nms_method=soft",),
+            ),
+        ),
+    ),
+    Method(
+        "retina_kl_ctrl",
+        "RetinaNet, focal, KL's corner coder + smooth L1 (control)",
+        "configs/aLRPLoss/focal_retinanet_R_50_FPN_100ep_512.py",
+        overrides=(*RETINANET_MAPPER, *_CORNER_CODER),
+        iter_scale=RETINANET_ITER_SCALE,
+        control=True,
+    ),
+    Method(
+        "retina_iouaware",
+        "IoU-aware RetinaNet (score cls^0.5 IoU^0.5)",
+        _RETINA_IOU,
+        overrides=tuple(RETINANET_MAPPER),
+        iter_scale=RETINANET_ITER_SCALE,
+        extension=True,
+        variants=(
+            Variant(
+                "clsonly",
+                "IoU-aware RetinaNet, ranked by the class score",
+                overrides=("model.iou_score_alpha=0.0",),
+            ),
+        ),
+    ),
+    Method(
+        "alrp_sigma",
+        "RetinaNet, aLRP Loss + KL sigma branch, var voting",
+        _ALRP_SIGMA,
+        overrides=tuple(RETINANET_MAPPER),
+        iter_scale=RETINANET_ITER_SCALE,
+        extension=True,
+        variants=(
+            Variant("novote", "RetinaNet, aLRP Loss + KL sigma branch, NMS", overrides=_NO_VOTING),
+        ),
+    ),
+    Method(
+        "alrp_xyxy",
+        "RetinaNet, aLRP Loss, KL's corner coder (control)",
+        "configs/aLRPLoss/alrp_retinanet_R_50_FPN_100ep_512.py",
+        overrides=(*RETINANET_MAPPER, *_CORNER_CODER),
+        iter_scale=RETINANET_ITER_SCALE,
+        control=True,
+    ),
+]
+METHODS.update({m.name: m for m in RETINA_BRANCH_METHODS})
+
+_OURS = "ours, docs/retinanet_heads.md"
+CLAIMS += [
+    # KL-Loss's sigma and voting on a one-stage detector (KL-Loss Tab. 1 is on Faster R-CNN)
+    Claim("RetinaNet: variance voting raises AP90", "retina_kl", "retina_kl/novote", "AP90", _OURS),
+    Claim("RetinaNet: variance voting raises AP", "retina_kl", "retina_kl/novote", "AP", _OURS),
+    Claim(
+        "RetinaNet: KL loss alone does not lower AP vs its coder control",
+        "retina_kl/novote",
+        "retina_kl_ctrl",
+        "AP",
+        _OURS,
+    ),
+    Claim(
+        "RetinaNet: sigma grows with |error| (Spearman > 0)",
+        "retina_kl",
+        "",
+        "sigma_err_spearman",
+        _OURS,
+    ),
+    # IoU-aware RetinaNet (Wu et al.): the IoU-aware score ranks detections better
+    Claim(
+        "IoU-aware score raises AP over the class score",
+        "retina_iouaware",
+        "retina_iouaware/clsonly",
+        "AP",
+        "IoU-aware RetinaNet (Wu et al.)",
+    ),
+    Claim(
+        "IoU-aware score raises AP75 over the class score",
+        "retina_iouaware",
+        "retina_iouaware/clsonly",
+        "AP75",
+        "IoU-aware RetinaNet (Wu et al.)",
+    ),
+    Claim(
+        "IoU-aware RetinaNet > focal RetinaNet",
+        "retina_iouaware",
+        "focal",
+        "AP",
+        "IoU-aware RetinaNet (Wu et al.)",
+    ),
+    # aLRP + sigma (docs/retinanet_heads.md#alrp-and-sigma)
+    Claim(
+        "aLRP + sigma: variance voting raises AP90",
+        "alrp_sigma",
+        "alrp_sigma/novote",
+        "AP90",
+        _OURS,
+    ),
+    Claim("aLRP + sigma + voting > aLRP", "alrp_sigma", "alrp", "AP", _OURS),
+    Claim("aLRP + sigma + voting > aLRP at AP90", "alrp_sigma", "alrp", "AP90", _OURS),
+    Claim(
+        "the sigma branch does not lower aLRP's AP vs its coder control",
+        "alrp_sigma/novote",
+        "alrp_xyxy",
+        "AP",
+        _OURS,
     ),
 ]

@@ -15,15 +15,28 @@ from d2_boxunc.config import to_synthetic
 from d2_boxunc.demo import METHODS
 from tests.test_configs import ROOT, _images, _targets
 
+# RetinaNet with the sigma / IoU branches (docs/retinanet_heads.md)
+BRANCH_CONFIGS = [
+    "configs/KLLoss/kl_retinanet_R_50_FPN_100ep_512.py",
+    "configs/aLRPLoss/iouaware_retinanet_R_50_FPN_100ep_512.py",
+    "configs/Composed/alrp_sigma_retinanet_R_50_FPN_100ep_512.py",
+]
+
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_training_step_under_bfloat16_autocast(name):
     method = METHODS[name]
-    cfg = to_synthetic(LazyConfig.load(os.path.join(ROOT, method.config)), max_iter=10)
-    for override in method.overrides:
-        key, value = override.split("=", 1)
-        if key.startswith("model."):
-            LazyConfig.apply_overrides(cfg, [override])
+    _bfloat16_step(method.config, [o for o in method.overrides if o.startswith("model.")])
+
+
+@pytest.mark.parametrize("path", BRANCH_CONFIGS)
+def test_retinanet_branches_step_under_bfloat16_autocast(path):
+    _bfloat16_step(path, [])
+
+
+def _bfloat16_step(config: str, overrides: list[str]) -> None:
+    cfg = to_synthetic(LazyConfig.load(os.path.join(ROOT, config)), max_iter=10)
+    LazyConfig.apply_overrides(cfg, overrides)
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()
     with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):

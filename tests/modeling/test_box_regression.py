@@ -44,6 +44,14 @@ def test_apply_deltas_class_specific_layout_and_zero_deltas():
     torch.testing.assert_close(out.view(6, 3, 4), boxes[:, None].expand(6, 3, 4))
 
 
+def test_empty_inputs():
+    """No box (e.g. a RetinaNet level without a candidate): empty outputs of the right width."""
+    t = Box2BoxTransformXYXY()
+    assert t.apply_deltas(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0, 4)
+    assert t.apply_deltas(torch.zeros(0, 12), torch.zeros(0, 4)).shape == (0, 12)
+    assert t.get_deltas(torch.zeros(0, 4), torch.zeros(0, 4)).shape == (0, 4)
+
+
 def test_decode_clamps_normalised_deltas():
     t = Box2BoxTransformXYXY(clamp=62.5)
     boxes = torch.tensor([[0.0, 0.0, 10.0, 20.0]])

@@ -5,6 +5,8 @@ import os
 from d2_boxunc.study.plan import CLAIMS, DEFAULT_METHODS, METHODS, row
 from d2_boxunc.study.runner import Settings, plan_steps
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def _settings(max_iter):
     return Settings(
@@ -25,7 +27,43 @@ def test_all_is_every_paper_method_and_no_control():
         "alrp",
         "aploss",
     ]
-    assert all(METHODS[n].control for n in METHODS if n not in DEFAULT_METHODS)
+    assert all(
+        METHODS[n].control or METHODS[n].extension for n in METHODS if n not in DEFAULT_METHODS
+    )
+
+
+def test_retinanet_branch_rows_run_on_request_with_their_variants(tmp_path):
+    """docs/retinanet_heads.md: the sigma / IoU branch rows, their eval-only variants (voting off,
+    class score only) on the same checkpoints, and the corner-coder controls."""
+    extensions = {n for n, m in METHODS.items() if m.extension}
+    assert {"retina_kl", "retina_iouaware", "alrp_sigma"} <= extensions
+    assert {"retina_kl_ctrl", "alrp_xyxy"} <= {n for n, m in METHODS.items() if m.control}
+    names = ["retina_kl", "retina_iouaware", "alrp_sigma", "retina_kl_ctrl", "alrp_xyxy"]
+    steps = {
+        s.row: s
+        for s in plan_steps([METHODS[n] for n in names], [0], str(tmp_path), _settings(100))
+    }
+    assert set(steps) == {
+        *names,
+        "retina_kl/novote",
+        "retina_kl/varvote_softnms",
+        "retina_iouaware/clsonly",
+        "alrp_sigma/novote",
+    }
+    assert "model.test_var_voting=False" in steps["alrp_sigma/novote"].args
+    assert "model.iou_score_alpha=0.0" in steps["retina_iouaware/clsonly"].args
+    for name in names:  # RetinaNet's longer schedule
+        assert "train.max_iter=150" in steps[name].args
+    # the controls' coder overrides build KL-Loss's corner coder
+    from detectron2.config import LazyConfig, instantiate
+
+    from d2_boxunc.modeling.box_regression import Box2BoxTransformXYXY
+
+    ctrl = METHODS["alrp_xyxy"]
+    cfg = LazyConfig.load(os.path.join(ROOT, ctrl.config))
+    cfg = LazyConfig.apply_overrides(cfg, [o for o in ctrl.overrides if o.startswith("model.")])
+    coder = instantiate(cfg.model.box2box_transform)
+    assert isinstance(coder, Box2BoxTransformXYXY) and coder.weights == (10.0,) * 4
 
 
 def test_retinanet_rows_train_longer_and_their_key_says_so(tmp_path):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from detectron2.modeling import GeneralizedRCNN
 from detectron2.modeling.postprocessing import detector_postprocess
+
+from d2_boxunc.modeling.kl_head import scale_boxes_std
 
 __all__ = ["BoxUncRCNN"]
 
@@ -27,10 +28,6 @@ class BoxUncRCNN(GeneralizedRCNN):
             height = inputs.get("height", r.image_size[0])
             width = inputs.get("width", r.image_size[1])
             if r.has("pred_boxes_std"):
-                sx, sy = float(width) / r.image_size[1], float(height) / r.image_size[0]
-                scale = torch.tensor(
-                    [sx, sy, sx, sy], dtype=r.pred_boxes_std.dtype, device=r.pred_boxes_std.device
-                )
-                r.pred_boxes_std = r.pred_boxes_std * scale
+                r.pred_boxes_std = scale_boxes_std(r.pred_boxes_std, r.image_size, (height, width))
             processed.append({"instances": detector_postprocess(r, height, width)})
         return processed

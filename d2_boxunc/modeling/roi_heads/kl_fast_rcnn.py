@@ -14,18 +14,21 @@ from detectron2.modeling.roi_heads.fast_rcnn import (
     fast_rcnn_inference_single_image,
 )
 from detectron2.structures import Boxes, Instances
-from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
-from d2_boxunc.layers import batched_kl_nms
 from d2_boxunc.losses import kl_loss
 from d2_boxunc.modeling.box_regression import clip_boxes
+from d2_boxunc.modeling.kl_head import (
+    NMS_METHODS,  # noqa: F401  (re-exported: the names existed here first)
+    VARIANCE_SPACES,  # noqa: F401
+    check_kl_test_settings,
+    delta_std_scale,
+    kl_nms_detections,
+    log_variance_stats,
+)
 from d2_boxunc.modeling.roi_heads.diou_inference import diou_nms_inference_single_image
 
 __all__ = ["KLFastRCNNOutputLayers"]
-
-NMS_METHODS = ("hard", "soft", "diou")
-VARIANCE_SPACES = ("delta", "pixel")
 
 
 class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
@@ -92,22 +95,9 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         )
         if len(box2box_transform.weights) != 4:
             raise ValueError("KLFastRCNNOutputLayers supports 4-coordinate boxes only")
-        if test_nms_method not in NMS_METHODS:
-            raise ValueError(
-                f"test_nms_method must be one of {NMS_METHODS}, got {test_nms_method!r}"
-            )
-        if test_nms_method == "diou" and test_var_voting:
-            raise ValueError(
-                "test_var_voting needs test_nms_method 'hard' or 'soft' (the voting loop "
-                "suppresses by IoU), got 'diou'"
-            )
-        if variance_space not in VARIANCE_SPACES:
-            raise ValueError(
-                f"variance_space must be one of {VARIANCE_SPACES}, got {variance_space!r}"
-            )
-        for name, value in (("sigma_t", sigma_t), ("soft_nms_sigma", soft_nms_sigma)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        check_kl_test_settings(
+            test_nms_method, variance_space, sigma_t, soft_nms_sigma, test_var_voting
+        )
         self.bbox_pred_logvar = nn.Linear(self.bbox_pred.in_features, self.bbox_pred.out_features)
         nn.init.normal_(self.bbox_pred_logvar.weight, std=logvar_init_std)
         nn.init.constant_(self.bbox_pred_logvar.bias, 0.0)
@@ -157,16 +147,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         self._log_variance_stats(fg_log_vars.detach())
         return loss / max(gt_classes.numel(), 1)
 
-    @staticmethod
-    def _log_variance_stats(alpha: Tensor) -> None:
-        try:
-            storage = get_event_storage()
-        except AssertionError:  # called outside a trainer (tests, notebooks)
-            return
-        storage.put_scalar("kl/alpha_mean", alpha.mean().item())
-        storage.put_scalar("kl/alpha_min", alpha.min().item())
-        storage.put_scalar("kl/alpha_max", alpha.max().item())
-        storage.put_scalar("kl/sigma_mean", alpha.mul(0.5).exp().mean().item())
+    _log_variance_stats = staticmethod(log_variance_stats)
 
     # ---- the parent's helpers take (scores, deltas) ----------------------------------------
     def predict_boxes(self, predictions, proposals):
@@ -194,11 +175,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
 
     def _pixel_scale(self, proposal_boxes: Tensor) -> Tensor:
         """(R, 4): delta-unit std -> pixel std per coordinate (proposal size / weight)."""
-        w = (proposal_boxes[:, 2] - proposal_boxes[:, 0]).clamp(min=1e-6)
-        h = (proposal_boxes[:, 3] - proposal_boxes[:, 1]).clamp(min=1e-6)
-        # the weights stay Python numbers: a tensor of them is a host->device copy (a CUDA sync)
-        sizes = (w, h, w, h)
-        return torch.stack([s / k for s, k in zip(sizes, self.box2box_transform.weights)], dim=1)
+        return delta_std_scale(proposal_boxes, self.box2box_transform.weights)
 
     def _inference_single_image(self, boxes, scores, log_vars, proposal_boxes, image_shape):
         num_reg = boxes.shape[1] // 4
@@ -249,26 +226,22 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         rows, classes = nonzero_tuple(mask)
         reg = classes if num_reg > 1 else torch.zeros_like(classes)
         cand_boxes, cand_alpha = boxes[rows, reg], log_vars[rows, reg]
-        vote_alpha = None
-        if self.test_var_voting:
-            vote_alpha = cand_alpha
-            if self.variance_space == "pixel":
-                vote_alpha = cand_alpha + 2.0 * scale[rows].log()
-        keep, voted, out_scores = batched_kl_nms(
+        keep, voted, out_scores = kl_nms_detections(
             cand_boxes,
             scores[rows, classes],
-            vote_alpha,
+            cand_alpha,
             classes,
-            iou_threshold=self.test_nms_thresh,
-            score_threshold=self.prune_thresh if self.test_nms_method == "soft" else 0.0,
+            scale[rows],
+            test_nms_method=self.test_nms_method,
+            test_var_voting=self.test_var_voting,
+            nms_thresh=self.test_nms_thresh,
             sigma_t=self.sigma_t,
-            soft=self.test_nms_method == "soft",
-            soft_sigma=self.soft_nms_sigma,
-            vote_iou_threshold=self.vote_iou_thresh,
+            vote_iou_thresh=self.vote_iou_thresh,
+            soft_nms_sigma=self.soft_nms_sigma,
+            prune_thresh=self.prune_thresh,
+            variance_space=self.variance_space,
+            topk=self.test_topk_per_image,
         )
-        if self.test_topk_per_image >= 0:
-            keep = keep[: self.test_topk_per_image]
-            voted, out_scores = voted[: keep.shape[0]], out_scores[: keep.shape[0]]
         result = Instances(image_shape)
         result.pred_boxes = Boxes(voted)
         result.scores = out_scores

@@ -14,6 +14,8 @@ docs/design.md#retinanet-setting-for-alrp).
   ``*_official.py`` twins load torchvision's ImageNet weights as the official code does.
 - optimiser: SGD momentum 0.9, weight decay 1e-4, batch 32; warm-up 500 iterations from 0.001.
 - ``epoch_schedule``: 100 epochs with steps at given epochs, in iterations of the total batch.
+- ``use_sigma_branch`` / ``use_iou_branch``: the head's optional branches
+  (docs/retinanet_heads.md).
 
 The SSD pieces are referenced by name (``d2_boxunc.data.ssd_augmentation``) and resolved when the
 training data loader is built; the synthetic switch replaces the augmentations anyway.
@@ -111,6 +113,28 @@ def use_atss(model, scales_per_octave: int = 2) -> None:
     model.anchor_generator.aspect_ratios = [1.0]
     model.head.num_anchors = scales_per_octave
     model.anchor_matcher = L(ATSSMatcher)(topk=9)
+
+
+def use_sigma_branch(model) -> None:
+    """The head's sigma branch (docs/retinanet_heads.md#sigma-branch): per-anchor log-variances of
+    the 4 corner deltas, KL-Loss's corner coder (weights 10, as its R-CNN head), and variance
+    voting after hard NMS at test time (sigma_t 0.02, voters with IoU > 0: the R-CNN K2 row's)."""
+    from d2_boxunc.modeling.box_regression import Box2BoxTransformXYXY
+    from d2_boxunc.modeling.meta_arch import BoxUncRetinaNetHead
+
+    model.head._target_ = BoxUncRetinaNetHead
+    model.head.sigma_branch = True
+    model.box2box_transform = L(Box2BoxTransformXYXY)(weights=(10, 10, 10, 10), clamp=1000.0 / 16)
+    model.test_var_voting = True
+
+
+def use_iou_branch(model) -> None:
+    """The head's IoU branch (docs/retinanet_heads.md#iou-branch): per-anchor IoU prediction,
+    detection score ``cls^(1 - alpha) * IoU^alpha`` (alpha: ``model.iou_score_alpha``)."""
+    from d2_boxunc.modeling.meta_arch import BoxUncRetinaNetHead
+
+    model.head._target_ = BoxUncRetinaNetHead
+    model.head.iou_branch = True
 
 
 def use_backbone(model, train, dataloader, name: str) -> None:
