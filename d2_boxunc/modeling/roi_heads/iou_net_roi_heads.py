@@ -15,7 +15,9 @@ an eval-only variant of one checkpoint:
    shared by all its candidates, or each class's own box with ``test_nms_class_boxes="per_class"``);
 4. candidates with cls score >= ``test_score_thresh``, per-class NMS: ``test_nms_type="iou_guided"``
    (key ``"iou"`` = paper, ``"cls_x_iou"`` = OpenMMLab-IoUNet's improvement; a kept box's score is
-   its cluster's max cls score) or ``"standard"`` (detectron2's NMS on the cls score);
+   its cluster's max cls score) or ``"standard"`` (detectron2's NMS on the cls score); then the
+   :meth:`IoUNetROIHeads.update_kept` hook (nothing here; variance voting in
+   :class:`~d2_boxunc.modeling.roi_heads.KLIoUNetROIHeads`);
 5. with ``refine=True``: the top ``test_pre_refine_topk`` are refined by gradient ascent on their
    predicted IoU (docs/design.md#box-refinement), all boxes of all images in one batch;
 6. score: ``final_score="cls"`` or ``"cls_x_iou"`` (x the IoU after refinement); top
@@ -214,7 +216,21 @@ class IoUNetROIHeads(StandardROIHeads):
             boxes,
             scores,
             [p.image_size for p in proposals],
+            box_extras=self.box_extras(predictions, proposals),
         )
+
+    def box_extras(self, predictions, proposals: list[Instances]) -> list[Tensor] | None:
+        """Extension point: per-image ``Tensor[R_i, num_reg * D]``, D values per regressed box,
+        that travel with the boxes through inference (see :meth:`iou_net_inference`), or None.
+        IoU-Net has none; :class:`~d2_boxunc.modeling.roi_heads.KLIoUNetROIHeads` passes KL-Loss's
+        log-variances."""
+        return None
+
+    def update_kept(self, features: list[Tensor], cands: list, kept: list) -> None:
+        """Extension point between the NMS and the refinement: may replace, in place, the boxes
+        ``kept[i][0]`` and their predicted IoUs ``kept[i][3]`` of each image ``i``. ``kept[i]`` is
+        ``[boxes, scores, classes, ious, extras]`` of the kept boxes, ``cands[i]`` the image's
+        candidates (:meth:`_candidates`). IoU-Net changes nothing."""
 
     def predict_ious(self, features: list[Tensor], boxes: list[Tensor], classes: Tensor) -> Tensor:
         """Predicted IoU (in [0, 1]) of each box for its class.
@@ -228,12 +244,15 @@ class IoUNetROIHeads(StandardROIHeads):
         raw = self.iou_head(self.iou_pooler(features, [Boxes(b) for b in boxes]))
         return self.iou_head.predict_iou(self.iou_head.select(raw, classes))
 
-    def _candidates(self, boxes: Tensor, scores: Tensor, image_size):
+    def _candidates(self, boxes: Tensor, scores: Tensor, image_size, extras: Tensor | None = None):
         """One image: (candidate boxes, cls scores, classes, boxes the IoU head sees, index of
-        each candidate's box in that list)."""
+        each candidate's box in that list, the ``extras`` rows of each candidate's box or None)."""
         num_classes = scores.shape[1] - 1
         num_reg = boxes.shape[1] // 4
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+        if extras is not None:
+            valid &= torch.isfinite(extras).all(dim=1)
+            extras = extras[valid].view(-1, num_reg, extras.shape[1] // num_reg)
         boxes, scores = boxes[valid], scores[valid]
         boxes = Boxes(boxes.reshape(-1, 4))
         boxes.clip(image_size)
@@ -250,10 +269,12 @@ class IoUNetROIHeads(StandardROIHeads):
             cand_boxes = eval_boxes[inverse]
             # the IoU head is class-aware: evaluate each candidate's class on the shared box
             eval_index = inverse
+            cand_extras = None if extras is None else extras[used, reg][inverse]
         else:
             cand_boxes = boxes[rows, classes]
             eval_boxes, eval_index = cand_boxes, torch.arange(rows.shape[0], device=rows.device)
-        return cand_boxes, cand_scores, classes, eval_boxes, eval_index
+            cand_extras = None if extras is None else extras[rows, classes]
+        return cand_boxes, cand_scores, classes, eval_boxes, eval_index, cand_extras
 
     def iou_net_inference(
         self,
@@ -261,9 +282,20 @@ class IoUNetROIHeads(StandardROIHeads):
         boxes: list[Tensor] | tuple[Tensor, ...],
         scores: list[Tensor] | tuple[Tensor, ...],
         image_sizes: list[tuple[int, int]],
+        box_extras: list[Tensor] | None = None,
     ) -> list[Instances]:
-        """Stages 2-6 of docs/design.md#iou-net-inference for a batch; see the module docstring."""
-        cands = [self._candidates(b, s, hw) for b, s, hw in zip(boxes, scores, image_sizes)]
+        """Stages 2-6 of docs/design.md#iou-net-inference for a batch; see the module docstring.
+
+        ``box_extras`` (optional, from :meth:`box_extras`): per-image ``Tensor[R_i, num_reg * D]``
+        selected with each candidate's box; rows with a non-finite value are dropped like
+        non-finite boxes, and each output then carries ``box_extras`` (k, D) of its box.
+        """
+        if box_extras is None:
+            box_extras = [None] * len(boxes)
+        cands = [
+            self._candidates(b, s, hw, x)
+            for b, s, hw, x in zip(boxes, scores, image_sizes, box_extras)
+        ]
         # IoU head once for the whole batch, every class column
         eval_boxes = [c[3] for c in cands]
         with torch.no_grad():
@@ -272,7 +304,7 @@ class IoUNetROIHeads(StandardROIHeads):
         all_ious = all_ious.split([b.shape[0] for b in eval_boxes])
 
         kept = []
-        for (c_boxes, c_scores, c_classes, _, e_index), ious in zip(cands, all_ious):
+        for (c_boxes, c_scores, c_classes, _, e_index, c_extras), ious in zip(cands, all_ious):
             col = torch.zeros_like(c_classes) if ious.shape[1] == 1 else c_classes
             c_ious = ious[e_index, col]
             if self.test_nms_type == "iou_guided":
@@ -293,7 +325,9 @@ class IoUNetROIHeads(StandardROIHeads):
             if self.refine:
                 order = order[: self.test_pre_refine_topk]
             keep, out_scores = keep[order], out_scores[order]
-            kept.append([c_boxes[keep], out_scores, c_classes[keep], c_ious[keep]])
+            k_extras = None if c_extras is None else c_extras[keep]
+            kept.append([c_boxes[keep], out_scores, c_classes[keep], c_ious[keep], k_extras])
+        self.update_kept(features, cands, kept)
 
         if self.refine and self.refine_steps > 0:
             new_boxes, new_ious = self.refine_boxes(
@@ -303,7 +337,7 @@ class IoUNetROIHeads(StandardROIHeads):
                 k[0], k[3] = b, i
 
         results = []
-        for (k_boxes, k_scores, k_classes, k_ious), hw in zip(kept, image_sizes):
+        for (k_boxes, k_scores, k_classes, k_ious, k_extras), hw in zip(kept, image_sizes):
             # a smooth-L1 head maps its output linearly to IoU and can step outside [0, 1]
             k_ious = k_ious.clamp(0.0, 1.0)
             final = k_scores * k_ious if self.final_score == "cls_x_iou" else k_scores
@@ -316,6 +350,8 @@ class IoUNetROIHeads(StandardROIHeads):
             inst.pred_classes = k_classes[order]
             inst.pred_ious = k_ious[order].detach()
             inst.cls_scores = k_scores[order].detach()
+            if k_extras is not None:
+                inst.box_extras = k_extras[order].detach()
             results.append(inst)
         return results
 

@@ -183,7 +183,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         ]
         return [r[0] for r in results], [r[1] for r in results]
 
-    def _pixel_scale(self, proposal_boxes: Tensor) -> Tensor:
+    def pixel_scale(self, proposal_boxes: Tensor) -> Tensor:
         """(R, 4): delta-unit std -> pixel std per coordinate (proposal size / weight)."""
         w = (proposal_boxes[:, 2] - proposal_boxes[:, 0]).clamp(min=1e-6)
         h = (proposal_boxes[:, 3] - proposal_boxes[:, 1]).clamp(min=1e-6)
@@ -202,7 +202,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         proposal_boxes = proposal_boxes[valid]
         row_ids = nonzero_tuple(valid)[0]
         log_vars = log_vars.view(-1, num_reg, 4)
-        scale = self._pixel_scale(proposal_boxes)
+        scale = self.pixel_scale(proposal_boxes)
 
         if self.test_nms_method == "hard" and not self.test_var_voting:
             result, rows = fast_rcnn_inference_single_image(
