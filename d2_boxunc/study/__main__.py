@@ -40,8 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--methods",
         default="all",
         help=f"comma-separated, from: {', '.join(METHODS)} (default: all = "
-        f"{','.join(DEFAULT_METHODS)}; the others are controls for bug hunts and extensions, "
-        "docs/retinanet_heads.md)",
+        f"{','.join(DEFAULT_METHODS)}; the others run on request: controls for bug hunts, and "
+        "extensions, docs/retinanet_heads.md and docs/composition.md)",
     )
     p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds per method (default 3)")
     p.add_argument(

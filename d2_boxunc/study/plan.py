@@ -457,3 +457,95 @@ CLAIMS += [
         _OURS,
     ),
 ]
+
+# ---- Composed Faster R-CNN: KL sigma + IoU-Net + GIoU (docs/composition.md) -------------------
+# Run on request (``--methods baseline,composed``): added after DEFAULT_METHODS, so ``all`` keeps
+# the paper methods. Its variants switch one inference step off on the same checkpoints.
+COMPOSED = "configs/Composed/kl_iounet_giou_faster_rcnn_R_50_FPN_1x.py"
+METHODS["composed"] = Method(
+    "composed",
+    "Composed: GIoU box + KL sigma + IoU-Net (IoU-NMS, voting, refine)",
+    COMPOSED,
+    extension=True,
+    # as "iounet": the synthetic switch samples 128 R-CNN RoIs per image
+    overrides=("model.roi_heads.iou_roi_generator.num_samples=256",),
+    variants=(
+        Variant(
+            "novote",
+            "Composed, no variance voting",
+            overrides=("model.roi_heads.box_predictor.test_var_voting=False",),
+        ),
+        Variant("norefine", "Composed, no refinement", overrides=("model.roi_heads.refine=False",)),
+        Variant(
+            "stdnms",
+            "Composed, standard NMS instead of IoU-guided",
+            overrides=("model.roi_heads.test_nms_type=standard",),
+        ),
+        Variant(
+            "nohead",
+            "Composed, IoU head off (KL inference: NMS + voting)",
+            overrides=("model.roi_heads.test_iou_head=False",),
+        ),
+    ),
+)
+CLAIMS += [
+    Claim("Composed > smooth-L1 baseline", "composed", "baseline", "AP", "composition"),
+    Claim("Composed > baseline at AP90", "composed", "baseline", "AP90", "composition"),
+    Claim("Composed > GIoU loss alone", "composed", "giou", "AP", "composition"),
+    Claim(
+        "variance voting raises AP on the composed model",
+        "composed",
+        "composed/novote",
+        "AP",
+        "KL-Loss Tab. 1",
+    ),
+    Claim(
+        "variance voting raises AP90 on the composed model",
+        "composed",
+        "composed/novote",
+        "AP90",
+        "KL-Loss Tab. 1",
+    ),
+    Claim(
+        "refinement raises AP on the composed model",
+        "composed",
+        "composed/norefine",
+        "AP",
+        "IoU-Net Tab. 2",
+    ),
+    Claim(
+        "refinement raises AP90 on the composed model",
+        "composed",
+        "composed/norefine",
+        "AP90",
+        "IoU-Net Tab. 2",
+    ),
+    Claim(
+        "composed: sigma grows with |error| (Spearman > 0)",
+        "composed",
+        "",
+        "sigma_err_spearman",
+        "KL-Loss Sec. 3",
+    ),
+    Claim(
+        "composed: predicted IoU tracks IoU better than class score",
+        "composed",
+        "",
+        "iou_vs_score_spearman_gap",
+        "IoU-Net Fig. 2",
+    ),
+    Claim(
+        "IoU-Net's inference beats KL-Loss's (NMS + voting) on the composed model",
+        "composed",
+        "composed/nohead",
+        "AP",
+        "IoU-Net Tab. 1-2",
+    ),
+    Claim(
+        "IoU-guided NMS raises AP on the composed model",
+        "composed",
+        "composed/stdnms",
+        "AP",
+        "IoU-Net Tab. 1",
+    ),
+]

@@ -15,28 +15,24 @@ from d2_boxunc.config import to_synthetic
 from d2_boxunc.demo import METHODS
 from tests.test_configs import ROOT, _images, _targets
 
-# RetinaNet with the sigma / IoU branches (docs/retinanet_heads.md)
-BRANCH_CONFIGS = [
-    "configs/KLLoss/kl_retinanet_R_50_FPN_100ep_512.py",
-    "configs/aLRPLoss/iouaware_retinanet_R_50_FPN_100ep_512.py",
-    "configs/Composed/alrp_sigma_retinanet_R_50_FPN_100ep_512.py",
-]
+# the demo's methods, the RetinaNet sigma / IoU branches (docs/retinanet_heads.md) and the
+# composed Faster R-CNN (docs/composition.md), which the demo does not run
+CONFIGS = {name: (m.config, list(m.overrides)) for name, m in METHODS.items()}
+CONFIGS.update(
+    {
+        "retina_kl": ("configs/KLLoss/kl_retinanet_R_50_FPN_100ep_512.py", []),
+        "retina_iouaware": ("configs/aLRPLoss/iouaware_retinanet_R_50_FPN_100ep_512.py", []),
+        "alrp_sigma": ("configs/Composed/alrp_sigma_retinanet_R_50_FPN_100ep_512.py", []),
+        "composed": ("configs/Composed/kl_iounet_giou_faster_rcnn_R_50_FPN_1x.py", []),
+    }
+)
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(CONFIGS))
 def test_training_step_under_bfloat16_autocast(name):
-    method = METHODS[name]
-    _bfloat16_step(method.config, [o for o in method.overrides if o.startswith("model.")])
-
-
-@pytest.mark.parametrize("path", BRANCH_CONFIGS)
-def test_retinanet_branches_step_under_bfloat16_autocast(path):
-    _bfloat16_step(path, [])
-
-
-def _bfloat16_step(config: str, overrides: list[str]) -> None:
+    config, overrides = CONFIGS[name]
     cfg = to_synthetic(LazyConfig.load(os.path.join(ROOT, config)), max_iter=10)
-    LazyConfig.apply_overrides(cfg, overrides)
+    LazyConfig.apply_overrides(cfg, [o for o in overrides if o.startswith("model.")])
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()
     with EventStorage(), torch.autocast("cpu", dtype=torch.bfloat16):

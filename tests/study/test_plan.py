@@ -105,3 +105,25 @@ def test_a_step_that_fails_halfway_is_not_taken_for_its_old_run(tmp_path, monkey
         runner.run_steps([step], jobs=1)
     old = runner.Step(step.row, 99, step.out, step.args, old_key)
     assert not old.done()
+
+
+def test_composed_runs_on_request_with_eval_only_switches(tmp_path):
+    """``composed`` (docs/composition.md) is not in ``all``; each variant evaluates the composed
+    checkpoint with one inference step switched off."""
+    assert "composed" in METHODS and "composed" not in DEFAULT_METHODS
+    steps = plan_steps([METHODS["composed"]], [0], str(tmp_path), _settings(100))
+    train, *evals = steps
+    assert train.row == "composed" and "--eval-only" not in train.args
+    switches = {
+        "composed/novote": "model.roi_heads.box_predictor.test_var_voting=False",
+        "composed/norefine": "model.roi_heads.refine=False",
+        "composed/stdnms": "model.roi_heads.test_nms_type=standard",
+        "composed/nohead": "model.roi_heads.test_iou_head=False",
+    }
+    assert {s.row for s in evals} == set(switches)
+    checkpoint = f"train.init_checkpoint={os.path.join(train.out, 'model_final.pth')}"
+    for s in evals:
+        assert s.after is train and "--eval-only" in s.args and checkpoint in s.args
+        assert switches[s.row] in s.args
+    rows = {c.a for c in CLAIMS} | {c.b for c in CLAIMS}
+    assert set(switches) <= rows and {"composed", "baseline"} <= rows

@@ -10,3 +10,7 @@ from d2_boxunc.modeling.roi_heads.iou_net_cascade import IoUNetCascadeROIHeads  
 from d2_boxunc.modeling.roi_heads.iou_net_roi_heads import IoUNetROIHeads  # noqa: F401
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import IoURoIGenerator  # noqa: F401
 from d2_boxunc.modeling.roi_heads.kl_fast_rcnn import KLFastRCNNOutputLayers  # noqa: F401
+from d2_boxunc.modeling.roi_heads.kl_iou_loss_fast_rcnn import (  # noqa: F401
+    KLIoULossFastRCNNOutputLayers,
+)
+from d2_boxunc.modeling.roi_heads.kl_iou_net_roi_heads import KLIoUNetROIHeads  # noqa: F401

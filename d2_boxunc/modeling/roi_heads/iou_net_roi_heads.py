@@ -16,7 +16,9 @@ an eval-only variant of one checkpoint:
 4. candidates with cls score >= ``test_score_thresh``, per-class NMS: ``test_nms_type="iou_guided"``
    (key ``"iou"`` = paper, ``"cls_x_iou"`` = OpenMMLab-IoUNet's improvement; a kept box's score is
    its cluster's max cls score), ``"standard"`` (detectron2's NMS on the cls score) or ``"diou"``
-   (DIoU-NMS on the cls score, Zheng et al., AAAI 2020);
+   (DIoU-NMS on the cls score, Zheng et al., AAAI 2020); then the
+   :meth:`IoUNetROIHeads.update_kept` hook (nothing here; variance voting in
+   :class:`~d2_boxunc.modeling.roi_heads.KLIoUNetROIHeads`);
 5. with ``refine=True``: the top ``test_pre_refine_topk`` are refined by gradient ascent on their
    predicted IoU (docs/design.md#box-refinement), all boxes of all images in one batch;
 6. score: ``final_score="cls"`` or ``"cls_x_iou"`` (x the IoU after refinement); top
@@ -232,7 +234,21 @@ class IoUNetROIHeads(StandardROIHeads):
             boxes,
             scores,
             [p.image_size for p in proposals],
+            box_extras=self.box_extras(predictions, proposals),
         )
+
+    def box_extras(self, predictions, proposals: list[Instances]) -> list[Tensor] | None:
+        """Extension point: per-image ``Tensor[R_i, num_reg * D]``, D values per regressed box,
+        that travel with the boxes through inference (see :meth:`iou_net_inference`), or None.
+        IoU-Net has none; :class:`~d2_boxunc.modeling.roi_heads.KLIoUNetROIHeads` passes KL-Loss's
+        log-variances."""
+        return None
+
+    def update_kept(self, features: list[Tensor], cands: list, kept: list) -> None:
+        """Extension point between the NMS and the refinement: may replace, in place, the boxes
+        ``kept[i][0]`` and their predicted IoUs ``kept[i][3]`` of each image ``i``. ``kept[i]`` is
+        ``[boxes, scores, classes, ious, extras]`` of the kept boxes, ``cands[i]`` the image's
+        candidates (:meth:`_candidates`). IoU-Net changes nothing."""
 
     def predict_ious(self, features: list[Tensor], boxes: list[Tensor], classes: Tensor) -> Tensor:
         """Predicted IoU (in [0, 1]) of each box for its class.
@@ -246,15 +262,18 @@ class IoUNetROIHeads(StandardROIHeads):
         raw = self.iou_head(self.iou_pooler(features, [Boxes(b) for b in boxes]))
         return self.iou_head.predict_iou(self.iou_head.select(raw, classes))
 
-    def _candidates(self, boxes: Tensor, scores: Tensor, image_size):
-        """One image: (boxes, cls scores, classes) of its candidates, the (proposal, class) pairs
-        with finite boxes and scores and a cls score >= ``test_score_thresh``. A candidate's box is
-        its proposal's argmax-class box (OpenMMLab-IoUNet; every candidate of a proposal shares it)
-        or its own class's box (``per_class``). One mask and one ``nonzero``: the candidate count
-        is the only value this reads on the host."""
+    def _candidates(self, boxes: Tensor, scores: Tensor, image_size, extras: Tensor | None = None):
+        """One image: (boxes, cls scores, classes, extras) of its candidates, the (proposal,
+        class) pairs with finite boxes, scores (and extras) and a cls score >= ``test_score_thresh``.
+        A candidate's box is its proposal's argmax-class box (OpenMMLab-IoUNet; every candidate of
+        a proposal shares it) or its own class's box (``per_class``); ``extras`` (``Tensor[R,
+        num_reg * D]`` or None, :meth:`box_extras`) gives the rows of that box. One mask and one
+        ``nonzero``: the candidate count is the only value this reads on the host."""
         num_classes = scores.shape[1] - 1
         num_reg = boxes.shape[1] // 4
         valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
+        if extras is not None:
+            valid = valid & torch.isfinite(extras).all(dim=1)
         fg = scores[:, :num_classes]
         rows, classes = nonzero_tuple(
             (fg >= self._test_predictor.test_score_thresh) & valid[:, None]
@@ -266,7 +285,12 @@ class IoUNetROIHeads(StandardROIHeads):
             reg = fg.argmax(dim=1)[rows]
         else:
             reg = classes
-        return boxes[rows, reg], fg[rows, classes], classes
+        cand_extras = (
+            None
+            if extras is None
+            else extras.view(-1, num_reg, extras.shape[1] // num_reg)[rows, reg]
+        )
+        return boxes[rows, reg], fg[rows, classes], classes, cand_extras
 
     def iou_net_inference(
         self,
@@ -274,9 +298,20 @@ class IoUNetROIHeads(StandardROIHeads):
         boxes: list[Tensor] | tuple[Tensor, ...],
         scores: list[Tensor] | tuple[Tensor, ...],
         image_sizes: list[tuple[int, int]],
+        box_extras: list[Tensor] | None = None,
     ) -> list[Instances]:
-        """Stages 2-6 of docs/design.md#iou-net-inference for a batch; see the module docstring."""
-        cands = [self._candidates(b, s, hw) for b, s, hw in zip(boxes, scores, image_sizes)]
+        """Stages 2-6 of docs/design.md#iou-net-inference for a batch; see the module docstring.
+
+        ``box_extras`` (optional, from :meth:`box_extras`): per-image ``Tensor[R_i, num_reg * D]``
+        selected with each candidate's box; rows with a non-finite value are dropped like
+        non-finite boxes, and each output then carries ``box_extras`` (k, D) of its box.
+        """
+        if box_extras is None:
+            box_extras = [None] * len(boxes)
+        cands = [
+            self._candidates(b, s, hw, x)
+            for b, s, hw, x in zip(boxes, scores, image_sizes, box_extras)
+        ]
         # IoU head once for the whole batch, each candidate's own class (the class-aware head
         # scores a box shared by several candidates once per class)
         with torch.no_grad():
@@ -287,7 +322,7 @@ class IoUNetROIHeads(StandardROIHeads):
         all_ious = all_ious.split([c[0].shape[0] for c in cands])
 
         kept = []
-        for (c_boxes, c_scores, c_classes), c_ious in zip(cands, all_ious):
+        for (c_boxes, c_scores, c_classes, c_extras), c_ious in zip(cands, all_ious):
             if self.test_nms_type == "iou_guided":
                 keep, out_scores = batched_iou_guided_nms(
                     c_boxes,
@@ -305,7 +340,9 @@ class IoUNetROIHeads(StandardROIHeads):
             if self.refine:
                 order = order[: self.test_pre_refine_topk]
             keep, out_scores = keep[order], out_scores[order]
-            kept.append([c_boxes[keep], out_scores, c_classes[keep], c_ious[keep]])
+            k_extras = None if c_extras is None else c_extras[keep]
+            kept.append([c_boxes[keep], out_scores, c_classes[keep], c_ious[keep], k_extras])
+        self.update_kept(features, cands, kept)
 
         if self.refine and self.refine_steps > 0:
             new_boxes, new_ious = self.refine_boxes(
@@ -315,7 +352,7 @@ class IoUNetROIHeads(StandardROIHeads):
                 k[0], k[3] = b, i
 
         results = []
-        for (k_boxes, k_scores, k_classes, k_ious), hw in zip(kept, image_sizes):
+        for (k_boxes, k_scores, k_classes, k_ious, k_extras), hw in zip(kept, image_sizes):
             # a smooth-L1 head maps its output linearly to IoU and can step outside [0, 1]
             k_ious = k_ious.clamp(0.0, 1.0)
             final = k_scores * k_ious if self.final_score == "cls_x_iou" else k_scores
@@ -328,6 +365,8 @@ class IoUNetROIHeads(StandardROIHeads):
             inst.pred_classes = k_classes[order]
             inst.pred_ious = k_ious[order].detach()
             inst.cls_scores = k_scores[order].detach()
+            if k_extras is not None:
+                inst.box_extras = k_extras[order].detach()
             results.append(inst)
         return results
 

@@ -173,7 +173,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         ]
         return [r[0] for r in results], [r[1] for r in results]
 
-    def _pixel_scale(self, proposal_boxes: Tensor) -> Tensor:
+    def pixel_scale(self, proposal_boxes: Tensor) -> Tensor:
         """(R, 4): delta-unit std -> pixel std per coordinate (proposal size / weight)."""
         return delta_std_scale(proposal_boxes, self.box2box_transform.weights)
 
@@ -185,7 +185,7 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
             & torch.isfinite(log_vars).all(1)
         )
         log_vars = log_vars.view(-1, num_reg, 4)
-        scale = self._pixel_scale(proposal_boxes)
+        scale = self.pixel_scale(proposal_boxes)
 
         if self.test_nms_method == "diou" or (
             self.test_nms_method == "hard" and not self.test_var_voting
