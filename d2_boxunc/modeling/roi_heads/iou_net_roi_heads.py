@@ -366,10 +366,10 @@ class IoUNetROIHeads(StandardROIHeads):
         No step reads a device value on the host (docs/gpu.md#host-syncs): all boxes are evaluated
         at each step, with the same shapes, and a stopped box keeps its state (``torch.where``; on
         the CPU, where a host read is free, only the active boxes are evaluated and the loop ends
-        when none is left, with the same result), and one PrRoIPool call on
-        :func:`_refinement_maps` pools every box on its own level (batch index ``level * N + image``, coordinates scaled by the level's
-        ``spatial_scale`` beforehand, an exact product for power-of-two strides). The per-image
-        split uses the box counts, known on the host.
+        when none is left, with the same result). One PrRoIPool call on :func:`_refinement_maps`
+        pools every box on its own level: batch index ``level * N + image``, coordinates scaled
+        by the level's ``spatial_scale`` beforehand (an exact product for power-of-two strides).
+        The per-image split uses the box counts, known on the host.
 
         Returns:
             (refined boxes, their predicted IoUs), one Tensor per image.
