@@ -13,7 +13,7 @@ from detectron2.utils.events import EventStorage
 from torch import nn
 
 from d2_boxunc.modeling.poolers import PrRoIPooler
-from d2_boxunc.modeling.roi_heads import IoUHead, IoUNetROIHeads, IoURoIGenerator
+from d2_boxunc.modeling.roi_heads import IoUHead, IoUNetROIHeads, IoURoIGenerator, iou_net_roi_heads
 from d2_boxunc.modeling.roi_heads.iou_roi_generator import build_jitter_lattice
 
 K = 3
@@ -350,9 +350,12 @@ def _refine_one_box(heads, feats, box, cls, image, hw):
     return b, iou, steps
 
 
-def test_batched_refinement_equals_box_by_box_refinement():
-    """The fixed-shape batched refinement (one pooling call over the padded stack of levels,
-    stopped boxes masked) gives each box what Alg. 2 run on it alone gives."""
+@pytest.mark.parametrize("compact", [True, False], ids=["cpu-active-boxes", "fixed-shapes"])
+def test_batched_refinement_equals_box_by_box_refinement(compact, monkeypatch):
+    """The batched refinement (one pooling call over the padded stack of levels, stopped boxes
+    masked) gives each box what Alg. 2 run on it alone gives: on the CPU, which evaluates only the
+    active boxes, and with the fixed shapes of a device (every box at every step)."""
+    monkeypatch.setattr(iou_net_roi_heads, "_host_reads_are_free", lambda t: compact)
     # canonical size 32: the 4-128 px boxes spread over all four levels (224 puts them on p2)
     pooler = PrRoIPooler(7, SCALES, canonical_box_size=32)
     heads = make_heads(iou_pooler=pooler, refine_lambda=20.0, refine_steps=5).eval()

@@ -23,8 +23,9 @@ class ALRPROIHeads(StandardROIHeads):
     """:class:`StandardROIHeads` that keeps every proposal: each one is labelled by the matcher
     (a ground-truth class at IoU >= 0.5, background below, detectron2's default ROI matcher) and
     none is sampled away, as mmdetection's ``PseudoSampler`` in the official config. The sampling
-    is detectron2's own with ``batch_size_per_image = SAMPLE_ALL`` (:mod:`d2_boxunc.modeling.sampling`):
-    every RoI, positives first; aLRP Loss does not depend on the order of the RoIs. Whether the
+    is detectron2's own with ``batch_size_per_image = SAMPLE_ALL``
+    (:mod:`d2_boxunc.modeling.sampling`): every RoI, positives first; aLRP Loss does not depend on
+    the order of the RoIs. Whether the
     ground-truth boxes join the proposals is detectron2's ``proposal_append_gt`` (the official
     code: no, which the A7 config sets)."""
 

@@ -63,6 +63,11 @@ def _check(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
+def _host_reads_are_free(tensor: Tensor) -> bool:
+    """Whether reading ``tensor``'s values on the host costs no device sync (a CPU tensor)."""
+    return tensor.device.type == "cpu"
+
+
 def _refinement_maps(features: list[Tensor]) -> Tensor:
     """The IoU branch's maps as one batch for the refinement's single pooling call per step.
 
@@ -84,9 +89,12 @@ def _refinement_maps(features: list[Tensor]) -> Tensor:
     width = functools.reduce(torch.sym_max, [f.shape[3] for f in features])
     shape = (len(features) * n, c, height, width)
     out = torch.empty(shape, dtype=torch.float32, device=features[0].device, memory_format=fmt)
-    out.zero_()
     for level, f in enumerate(features):
-        out[level * n : (level + 1) * n, :, : f.shape[2], : f.shape[3]] = f.detach()
+        h, w = f.shape[2:]
+        dst = out[level * n : (level + 1) * n]
+        dst[:, :, :h, :w] = f.detach()
+        dst[:, :, h:].zero_()  # only the padding is zeroed
+        dst[:, :, :h, w:].zero_()
     return out
 
 
@@ -395,12 +403,13 @@ class IoUNetROIHeads(StandardROIHeads):
         chosen once, from its starting size (the level choice has no gradient anyway,
         docs/design.md#prroipool-in-the-fpn-pooler).
 
-        Every step has the same shapes and reads no tensor value on the host
-        (docs/gpu.md#host-syncs): all boxes are evaluated at each step and a stopped box keeps its
-        state (``torch.where``), and one PrRoIPool call on :func:`_refinement_maps` pools every box
-        on its own level (batch index ``level * N + image``, coordinates scaled by the level's
-        ``spatial_scale`` beforehand, an exact product for power-of-two strides). The per-image
-        split uses the box counts, known on the host.
+        No step reads a device value on the host (docs/gpu.md#host-syncs): all boxes are evaluated
+        at each step, with the same shapes, and a stopped box keeps its state (``torch.where``; on
+        the CPU, where a host read is free, only the active boxes are evaluated and the loop ends
+        when none is left, with the same result). One PrRoIPool call on :func:`_refinement_maps`
+        pools every box on its own level: batch index ``level * N + image``, coordinates scaled
+        by the level's ``spatial_scale`` beforehand (an exact product for power-of-two strides).
+        The per-image split uses the box counts, known on the host.
 
         Returns:
             (refined boxes, their predicted IoUs), one Tensor per image.
@@ -428,19 +437,26 @@ class IoUNetROIHeads(StandardROIHeads):
                 scale = torch.where(levels[:, None] == lvl, level_scales[lvl], scale)
             batch = (levels * features[0].shape[0] + img).to(B.dtype)[:, None]
 
-            def evaluate(b: Tensor, with_grad: bool):
+            def evaluate(b: Tensor, with_grad: bool, rows: Tensor | None = None):
+                """(IoU, d IoU / d box) of every box, or of ``rows`` only."""
+                bt, sc, cl = batch, scale, C
+                if rows is not None:
+                    b, bt, sc, cl = b[rows], bt[rows], sc[rows], cl[rows]
                 b = b.detach().requires_grad_(with_grad and not exporting)
-                rois = torch.cat([batch, b * scale], dim=1)
+                rois = torch.cat([bt, b * sc], dim=1)
                 if exporting and with_grad:  # explicit backward: export cannot trace autograd
-                    iou, grad = self._iou_and_box_grad(pool, maps, rois, C)
-                    return iou, grad * scale
+                    iou, grad = self._iou_and_box_grad(pool, maps, rois, cl)
+                    return iou, grad * sc
                 raw = self.iou_head(pool(maps, rois))
-                iou = self.iou_head.predict_iou(self.iou_head.select(raw, C))
+                iou = self.iou_head.predict_iou(self.iou_head.select(raw, cl))
                 if not with_grad:
                     return iou.detach(), None
                 (g,) = torch.autograd.grad(iou.sum(), b)
                 return iou.detach(), g
 
+            # where a host read is free (CPU), only the boxes still active are evaluated, and the
+            # loop ends when none is; elsewhere every box at every step (fixed shapes, no sync)
+            compact = not exporting and _host_reads_are_free(B)
             prev, grad = evaluate(B, True)
             ious = prev
             active = torch.ones_like(prev, dtype=torch.bool)
@@ -449,12 +465,22 @@ class IoUNetROIHeads(StandardROIHeads):
                 b = B + self.refine_lambda * grad * torch.cat([wh, wh], dim=1)
                 b = self._sanitize(b, hw) if self.refine_clip else b
                 B = torch.where(active[:, None], b, B)
-                new, grad = evaluate(B, t < self.refine_steps - 1)
+                with_grad = t < self.refine_steps - 1
+                if compact:
+                    rows = nonzero_tuple(active)[0]
+                    new, new_grad = evaluate(B, with_grad, rows)
+                    new = prev.index_put((rows,), new)  # a stopped box: delta 0, masked below
+                    if with_grad:
+                        grad = torch.zeros_like(B).index_put((rows,), new_grad)
+                else:
+                    new, grad = evaluate(B, with_grad)
                 ious = torch.where(active, new, ious)
                 delta = new - prev
                 stop = (delta.abs() < self.refine_omega1) | (delta < self.refine_omega2)
                 prev = torch.where(active, new, prev)
                 active = active & ~stop
+                if compact and not active.any():
+                    break
             B = B.detach()
         return list(B.split(counts)), list(ious.split(counts))
 
