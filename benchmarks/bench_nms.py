@@ -4,9 +4,10 @@ Boxes are clustered like detector output (jittered copies around object centres,
 The slow references are timed at growing sizes until one run takes longer than REF_BUDGET_S; larger
 sizes are then skipped (shown as "-"). Writes benchmarks/results/bench_nms.json.
 
-    python benchmarks/bench_nms.py
+    python benchmarks/bench_nms.py [--only NAME_PREFIX ...] [--sizes N ...] [--threads T]
 """
 
+import argparse
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import torchvision
 
 import d2_boxunc  # noqa: F401
 from d2_boxunc.layers import _reference as ref
-from d2_boxunc.layers import iou_guided_nms, kl_nms, soft_nms
+from d2_boxunc.layers import diou_nms, iou_guided_nms, kl_nms, soft_nms
 
 SIZES = (100, 1000, 5000, 20000)
 REF_BUDGET_S = 3.0  # stop timing a reference once a single run exceeds this
@@ -73,6 +74,11 @@ def cases(boxes, scores, ious, log_vars):
             lambda: ref.iou_guided_nms(boxes, scores, ious, 0.5),
             lambda: tv_nms(boxes, ious, 0.5),
         ),
+        "diou_nms (0.5)": (
+            lambda: (diou_nms(boxes, scores, 0.5),),
+            lambda: ref.diou_nms(boxes, scores, 0.5),
+            lambda: tv_nms(boxes, scores, 0.5),
+        ),
         "kl_nms hard + voting": (
             lambda: kl_nms(boxes, scores, log_vars),
             lambda: ref.kl_nms(boxes, scores, log_vars),
@@ -87,10 +93,17 @@ def cases(boxes, scores, ious, log_vars):
 
 
 def main() -> None:
-    torch.set_num_threads(2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", default=[], help="ops whose name starts so")
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rows, ref_exhausted = [], set()
-    for n in SIZES:
+    for n in args.sizes:
         for name, (op, slow, tv) in cases(*clustered_boxes(n)).items():
+            if args.only and not name.startswith(tuple(args.only)):
+                continue
             row = {"op": name, "n": n, "kept": len(op()[0]), "op_s": timeit(op)}
             if name not in ref_exhausted:
                 t0 = time.perf_counter()
@@ -101,6 +114,8 @@ def main() -> None:
                     ref_exhausted.add(name)
             if tv is not None:
                 row["torchvision_nms_s"] = timeit(tv)
+            if not rows:
+                print(HEADER)
             rows.append(row)
             print_row(row)
     os.makedirs(os.path.join(os.path.dirname(__file__), "results"), exist_ok=True)
@@ -124,8 +139,6 @@ HEADER = (
 
 
 def print_row(row: dict) -> None:
-    if row["n"] == SIZES[0] and row["op"].startswith("soft_nms gaussian"):
-        print(HEADER)
     ref_ms = f"{row['ref_s'] * 1e3:11.2f}" if "ref_s" in row else f"{'-':>11}"
     speedup = f"{row['ref_s'] / row['op_s']:8.0f}x" if "ref_s" in row else f"{'-':>9}"
     tv = row.get("torchvision_nms_s")

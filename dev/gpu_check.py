@@ -156,6 +156,7 @@ def compare(dev: str = "cuda") -> list[tuple[str, bool, str]]:
 
     import d2_boxunc  # noqa: F401
     from d2_boxunc.layers import (
+        batched_diou_nms,
         batched_iou_guided_nms,
         batched_kl_nms,
         batched_soft_nms,
@@ -230,6 +231,7 @@ def compare(dev: str = "cuda") -> list[tuple[str, bool, str]]:
         ("iou_guided_nms", batched_iou_guided_nms, (boxes, scores, ious, cls, 0.5), {}),
         ("soft_nms", batched_soft_nms, (boxes, scores, cls), {}),
         ("kl_nms", batched_kl_nms, (boxes, scores, log_vars, cls), {"soft": True}),
+        ("diou_nms", lambda *t: (batched_diou_nms(*t),), (boxes, scores, cls, 0.5), {}),
     ):
         cpu, cuda = both(fn, *a, **kw)
         on_cuda = all(t.device.type == dev for t in cuda)
@@ -239,6 +241,11 @@ def compare(dev: str = "cuda") -> list[tuple[str, bool, str]]:
             f"{name} (batched)",
             (ok and same_keep and on_cuda, f"keep equal {same_keep}, cuda out {on_cuda}, {detail}"),
         )
+    keep = batched_diou_nms(boxes.to(dev), scores.to(dev), cls.to(dev), 0.5)
+    add(
+        "diou_nms vs grid-CPU bodies",
+        close(keep, ops._diou_nms_gridcpu(boxes, scores, cls, 0.5), 0, 0),
+    )
     cpu, cuda = both(var_voting, boxes[:200], boxes, log_vars.exp())
     add("var_voting", close(cuda, cpu, 1e-5, 1e-4))
     add(
@@ -274,7 +281,13 @@ def bench(dev: str = "cuda", scale: int = 1) -> list[tuple[str, bool, str]]:
     from torchvision.ops import nms, roi_align
 
     import d2_boxunc  # noqa: F401
-    from d2_boxunc.layers import batched_kl_nms, batched_soft_nms, iou_guided_nms, prroi_pool
+    from d2_boxunc.layers import (
+        batched_kl_nms,
+        batched_soft_nms,
+        diou_nms,
+        iou_guided_nms,
+        prroi_pool,
+    )
 
     def sync():
         if dev == "cuda":
@@ -323,6 +336,8 @@ def bench(dev: str = "cuda", scale: int = 1) -> list[tuple[str, bool, str]]:
     t_iou = cuda_ms(lambda: iou_guided_nms(boxes, scores, ious, 0.5))
     t_nms = cuda_ms(lambda: nms(boxes, scores, 0.5))
     rows.append((f"IoU-guided NMS vs nms, {n} boxes", True, f"{t_iou:.2f} ms vs {t_nms:.2f} ms"))
+    t_diou = cuda_ms(lambda: diou_nms(boxes, scores, 0.5))
+    rows.append((f"DIoU-NMS vs nms, {n} boxes", True, f"{t_diou:.2f} ms vs {t_nms:.2f} ms"))
     for k in (1000 // scale, n):
         b, s, c = boxes[:k], scores[:k], cls[:k]
         lv = torch.zeros(k, 4, device=dev) - 2
