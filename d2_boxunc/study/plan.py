@@ -349,7 +349,7 @@ RETINA_BRANCH_METHODS: list[Method] = [
             Variant(
                 "varvote_softnms",
                 "RetinaNet, focal + KL sigma branch, var voting + soft-NMS",
-                overrides=("model.test_nms_method=soft",),
+                config=_RETINA_KL.replace(".py", "_varvote_softnms.py"),
             ),
         ),
     ),
@@ -372,7 +372,7 @@ RETINA_BRANCH_METHODS: list[Method] = [
             Variant(
                 "clsonly",
                 "IoU-aware RetinaNet, ranked by the class score",
-                overrides=("model.iou_score_alpha=0.0",),
+                config=_RETINA_IOU.replace(".py", "_clsonly.py"),
             ),
         ),
     ),
