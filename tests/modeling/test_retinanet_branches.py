@@ -11,7 +11,7 @@ import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
 from detectron2.modeling import RetinaNet
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from d2_boxunc.config import to_synthetic
@@ -385,3 +385,56 @@ def test_head_without_branches_is_retinanet_head(cfgs):
     x = [torch.randn(2, 32, s, s) for s in (8, 4, 2, 1, 1)]
     for a, b in zip(ours(x), theirs(x)):
         assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_diou_nms_is_selectable_with_or_without_branches(cfgs):
+    """``test_nms_method="diou"``: two boxes of IoU 0.54 whose centres lie apart (DIoU 0.54 -
+    144 / 3104 = 0.49): NMS at 0.5 suppresses the second, DIoU-NMS keeps it; the same with the
+    sigma branch, the IoU branch, and no branch at all (RetinaNet's own NMS otherwise)."""
+    anchors = [Boxes(torch.tensor([[0.0, 0.0, 40.0, 20.0], [12.0, 0.0, 52.0, 20.0]]))]
+    assert float(pairwise_iou(anchors[0][:1], anchors[0][1:])) == pytest.approx(560 / 1040)
+    for name, overrides in (
+        ("sigma", {"test_var_voting": False}),
+        ("iou", {"iou_score_alpha": 0.0}),
+        ("iou", {"head.iou_branch": False}),
+    ):
+        m = _build(cfgs[name], **overrides).eval()
+        pred = _pred(m, [2.0, 1.0], logvars=torch.zeros(2, 4), ious=[3.0, 3.0])
+        assert len(m.inference_single_image_with_branches(anchors, pred, (64, 80))) == 1
+        m.test_nms_method = "diou"
+        out = m.inference_single_image_with_branches(anchors, pred, (64, 80))
+        assert out.pred_boxes.tensor.tolist() == anchors[0].tensor.tolist()
+    with pytest.raises(ValueError, match="diou"):
+        _build(cfgs["sigma"], test_nms_method="diou", test_var_voting=True)
+
+
+def _diou_matrix(b):
+    """IoU minus the DIoU centre-distance penalty of every pair of ``b`` (n, 4)."""
+    iou = pairwise_iou(Boxes(b), Boxes(b))
+    c = (b[:, :2] + b[:, 2:]) / 2
+    d2 = ((c[:, None] - c[None]) ** 2).sum(-1)
+    lo, hi = (
+        torch.minimum(b[:, None, :2], b[None, :, :2]),
+        torch.maximum(b[:, None, 2:], b[None, :, 2:]),
+    )
+    return iou - d2 / ((hi - lo) ** 2).sum(-1).clamp(min=1e-12)
+
+
+def test_diou_nms_routes_retinanet_without_branches_through_its_own_inference(cfgs):
+    """Without branches, "diou" leaves detectron2's inference for ours: every kept pair of one
+    class has DIoU <= the threshold (the defining property), and the output differs from NMS."""
+    m = _build(cfgs["iou"], **{"head.iou_branch": False}, test_score_thresh=0.0).eval()
+    with torch.no_grad():
+        images, features, predictions = _head_outputs(m, _two_images())
+        hard = m.forward_inference(images, features, _clone(predictions))
+        m.test_nms_method = "diou"
+        diou = m.forward_inference(images, features, _clone(predictions))
+    differs = False
+    for h, d in zip(hard, diou):
+        assert len(d) > 10
+        for c in d.pred_classes.unique():
+            k = d.pred_boxes.tensor[d.pred_classes == c].double()
+            off = ~torch.eye(len(k), dtype=torch.bool)
+            assert (_diou_matrix(k)[off] <= m.test_nms_thresh + 1e-6).all()
+        differs |= len(h) != len(d) or not torch.equal(h.pred_boxes.tensor, d.pred_boxes.tensor)
+    assert differs

@@ -50,6 +50,7 @@ from detectron2.utils.events import get_event_storage
 from torch import Tensor
 from torch.nn import functional as F
 
+from d2_boxunc.layers import batched_diou_nms
 from d2_boxunc.losses.alrp_loss import ap_loss
 from d2_boxunc.losses.iou_losses import iou_loss
 from d2_boxunc.losses.kl_loss import kl_loss
@@ -133,8 +134,8 @@ class BoxUncRetinaNet(RetinaNet):
                 Default: 1.0, None.
             test_nms_method, test_var_voting, sigma_t, vote_iou_thresh, soft_nms_sigma,
                 prune_thresh, variance_space: KL-Loss inference, as ``KLFastRCNNOutputLayers``'s
-                (``"hard"`` without voting is RetinaNet's own NMS). Voting and soft-NMS need the
-                sigma branch. Defaults: "hard", False, 0.02, 0.0, 0.5, 0.001, "delta".
+                (``"hard"`` without voting is RetinaNet's own NMS; ``"diou"`` is DIoU-NMS, with or
+                without the branches). Voting and soft-NMS need the sigma branch. Defaults: "hard", False, 0.02, 0.0, 0.5, 0.001, "delta".
             iou_loss_weight: weight of the IoU branch's BCE. Default: 1.0 (IoU-aware RetinaNet).
             iou_score_alpha: ``alpha`` of the detection score ``cls^(1-alpha) * IoU^alpha`` with
                 the IoU branch (0: class score only). Default: 0.5.
@@ -174,7 +175,9 @@ class BoxUncRetinaNet(RetinaNet):
                 "BoxUncRetinaNet: the sigma branch predicts one variance per box corner and needs "
                 "box2box_transform=Box2BoxTransformXYXY (docs/retinanet_heads.md)"
             )
-        check_kl_test_settings(test_nms_method, variance_space, sigma_t, soft_nms_sigma)
+        check_kl_test_settings(
+            test_nms_method, variance_space, sigma_t, soft_nms_sigma, test_var_voting
+        )
         if (test_var_voting or test_nms_method == "soft") and not self.sigma_branch:
             raise ValueError(
                 "BoxUncRetinaNet: test_var_voting and test_nms_method='soft' need the head's "
@@ -425,7 +428,7 @@ class BoxUncRetinaNet(RetinaNet):
 
     # ---- inference -------------------------------------------------------------------------
     def forward_inference(self, images, features, predictions):
-        if not (self.sigma_branch or self.iou_branch):
+        if not (self.sigma_branch or self.iou_branch) and self.test_nms_method == "hard":
             return super().forward_inference(images, features, predictions)
         pred = self._per_anchor(predictions)
         anchors = self.anchor_generator(features)
@@ -441,7 +444,7 @@ class BoxUncRetinaNet(RetinaNet):
 
         Per level, RetinaNet's candidate selection (score above ``test_score_thresh``, at most
         ``test_topk_candidates``) on the detection score (the IoU-aware one with the IoU branch);
-        then per-class NMS (hard, as RetinaNet; or with voting / soft-NMS, through
+        then per-class NMS (hard, as RetinaNet; DIoU-NMS; or with voting / soft-NMS, through
         :func:`kl_nms_detections`), at most ``max_detections_per_image``.
 
         Args:
@@ -494,7 +497,8 @@ class BoxUncRetinaNet(RetinaNet):
                 topk=self.max_detections_per_image,
             )
         else:
-            keep = batched_nms(boxes, scores, classes, self.test_nms_thresh)
+            nms = batched_diou_nms if self.test_nms_method == "diou" else batched_nms
+            keep = nms(boxes, scores, classes, self.test_nms_thresh)
             keep = keep[: self.max_detections_per_image]
             boxes_out, scores_out = boxes[keep], scores[keep]
         result = Instances(image_size)
