@@ -51,9 +51,12 @@ def make_instant(dataloader, model, train, max_iter: int = 2, size: int = 160, m
     bottom_up.freeze_at = 0
     # an untrained model scores about 1 / (classes + 1): keep every detection, so the evaluation
     # has an AP to report (train_net.py refuses a NaN AP, the sign of a model that found nothing)
-    predictor = model.get("roi_heads", {}).get("box_predictor", None)
-    if predictor is not None and "test_score_thresh" in predictor:
-        predictor.test_score_thresh = 0.0
+    roi_heads = model.get("roi_heads", {})
+    predictors = list(roi_heads.get("box_predictors", []))  # Cascade R-CNN: one per stage
+    predictors.append(roi_heads.get("box_predictor", None))
+    for predictor in predictors:
+        if predictor is not None and "test_score_thresh" in predictor:
+            predictor.test_score_thresh = 0.0
     if "head" in model:  # RetinaNet
         model.test_score_thresh = 0.0
     train.max_iter = max_iter
