@@ -25,6 +25,11 @@ def test_instant_configs_found():
         "iounet_faster_rcnn_R_50_FPN_instant_test.py",
         "giou_faster_rcnn_R_50_FPN_instant_test.py",
         "alrp_retinanet_R_50_FPN_atss_instant_test.py",
+        "iounet_cascade_rcnn_R_50_FPN_instant_test.py",
+        "aploss_retinanet_R_50_FPN_instant_test.py",
+        "giou_mask_rcnn_R_50_FPN_instant_test.py",
+        "kl_retinanet_R_50_FPN_instant_test.py",
+        "iouaware_retinanet_R_50_FPN_instant_test.py",
     } <= names
 
 
