@@ -98,7 +98,7 @@ class Analysis:
             var = self._image_variance(
                 lambda w: np.nanmean([self._rep(a, s, name, w) for s in seeds])
             )
-            return seed_level_interval(vals, np.zeros(len(vals)), var), "seeds+images"
+            return seed_level_interval(vals, np.zeros(len(vals)), var), self._kind(name)
         if row(a)[0] == row(b)[0]:  # same checkpoints: paired over images and seeds
             seeds = sorted(set(self.seeds(a)) & set(self.seeds(b)))
             if not seeds:
@@ -124,7 +124,12 @@ class Analysis:
                     - np.nanmean([self._rep(b, s, name, w) for s in sb])
                 )
             )
-        return seed_level_interval(va, vb, var), "seeds+images"
+        return seed_level_interval(va, vb, var), self._kind(name)
+
+    @staticmethod
+    def _kind(name: str) -> str:
+        """What a trained-row interval spans: seeds, and images where the metric resamples."""
+        return "seeds" if name in SEED_ONLY_METRICS else "seeds+images"
 
     def _rep(self, row_name, seed, name, w_index):
         return self.replicates(row_name, seed, name)[w_index]

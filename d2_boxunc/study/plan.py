@@ -300,23 +300,23 @@ CLAIMS: list[Claim] = [
         "alrp",
         "focal",
         "pos_score_iou_spearman",
-        "aLRP Sec. 4 / Fig. 4",
+        "aLRP Sec. 1 / Fig. 1",
     ),
     Claim(
         "aLRP: an object's better-localised anchors rank higher than with focal",
         "alrp",
         "focal",
         "pos_within_object_spearman",
-        "aLRP Sec. 4 / Fig. 4",
+        "aLRP Sec. 1 / Fig. 1",
     ),
     Claim(
         "aLRP: matched detections' scores follow their IoU more than focal's",
         "alrp",
         "focal",
         "score_iou_spearman",
-        "aLRP Sec. 4 / Fig. 4",
+        "aLRP Sec. 1 / Fig. 1",
     ),
-    Claim("aLRP Loss > AP Loss at AP90", "alrp", "aploss", "AP90", "aLRP Tab. 4"),
+    Claim("aLRP Loss > AP Loss at AP90", "alrp", "aploss", "AP90", "aLRP Sec. 1 / Fig. 1"),
     Claim(
         "aLRP Loss lowers oLRP vs focal loss", "alrp", "focal", "oLRP", "aLRP Tab. 4", direction=-1
     ),

@@ -56,7 +56,7 @@ def test_probe_values_are_seed_level_metrics(tmp_path, coco_gt):
     analysis = Analysis(runs, n_resamples=20)
     interval, kind = analysis.compare("alrp", "focal", "pos_score_iou_spearman")
     expected = seed_level_interval([0.5, 0.55], [0.4, 0.42])  # no image variance added
-    assert kind == "seeds+images"
+    assert kind == "seeds"  # a value per run: no image resampling
     assert (interval.ci_low, interval.ci_high) == pytest.approx((expected.ci_low, expected.ci_high))
     assert np.isnan(analysis.replicates("alrp", 0, "pos_score_iou_spearman")).all()
     table = {e["row"]: e for e in analysis.table()}
