@@ -14,6 +14,8 @@ docs/retinanet_heads.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
@@ -21,6 +23,8 @@ from torch import Tensor
 from d2_boxunc.layers import batched_diou_nms, batched_kl_nms
 
 __all__ = [
+    "KL_DEFAULTS",
+    "KLDefaults",
     "NMS_METHODS",
     "VARIANCE_SPACES",
     "check_kl_test_settings",
@@ -32,6 +36,27 @@ __all__ = [
 
 NMS_METHODS = ("hard", "soft", "diou")
 VARIANCE_SPACES = ("delta", "pixel")
+
+
+@dataclass(frozen=True)
+class KLDefaults:
+    """The one place of the KL loss and inference defaults that every log-variance head takes
+    (``KLFastRCNNOutputLayers``, ``BoxUncRetinaNet``): their signatures read them from
+    :data:`KL_DEFAULTS`. ``sigma_t`` / ``vote_iou_thresh`` follow the mmdetection reimplementation
+    (docs/kl.md)."""
+
+    kl_smooth_l1_beta: float = 1.0
+    alpha_clamp: tuple[float, float] | None = None
+    test_nms_method: str = "hard"
+    test_var_voting: bool = False
+    sigma_t: float = 0.02
+    vote_iou_thresh: float = 0.0
+    soft_nms_sigma: float = 0.5
+    prune_thresh: float = 0.001
+    variance_space: str = "delta"
+
+
+KL_DEFAULTS = KLDefaults()
 
 
 def log_variance_stats(alpha: Tensor) -> None:

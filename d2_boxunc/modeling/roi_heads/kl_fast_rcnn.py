@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from d2_boxunc.losses import kl_loss
 from d2_boxunc.modeling.box_regression import clip_boxes
 from d2_boxunc.modeling.kl_head import (
+    KL_DEFAULTS,
     NMS_METHODS,  # noqa: F401  (re-exported: the names existed here first)
     VARIANCE_SPACES,  # noqa: F401
     check_kl_test_settings,
@@ -59,15 +60,15 @@ class KLFastRCNNOutputLayers(FastRCNNOutputLayers):
         box2box_transform,
         num_classes: int,
         logvar_init_std: float = 1e-4,
-        kl_smooth_l1_beta: float = 1.0,
-        alpha_clamp: tuple[float, float] | None = None,
-        test_nms_method: str = "hard",
-        test_var_voting: bool = False,
-        sigma_t: float = 0.02,
-        vote_iou_thresh: float = 0.0,
-        soft_nms_sigma: float = 0.5,
-        prune_thresh: float = 0.001,
-        variance_space: str = "delta",
+        kl_smooth_l1_beta: float = KL_DEFAULTS.kl_smooth_l1_beta,
+        alpha_clamp: tuple[float, float] | None = KL_DEFAULTS.alpha_clamp,
+        test_nms_method: str = KL_DEFAULTS.test_nms_method,
+        test_var_voting: bool = KL_DEFAULTS.test_var_voting,
+        sigma_t: float = KL_DEFAULTS.sigma_t,
+        vote_iou_thresh: float = KL_DEFAULTS.vote_iou_thresh,
+        soft_nms_sigma: float = KL_DEFAULTS.soft_nms_sigma,
+        prune_thresh: float = KL_DEFAULTS.prune_thresh,
+        variance_space: str = KL_DEFAULTS.variance_space,
         logvar_stop_gradient: bool = False,
         **kwargs,
     ):
