@@ -45,7 +45,7 @@ std::string build_features() {
   add(D2B_USE_VECTOR_EXT, "vector_ext");
   add(D2B_USE_SSE, "sse");
   add(D2B_USE_LIBMVEC, "libmvec");
-  add(D2B_USE_MADVISE, "madvise");
+  add(D2B_USE_MADVISE, "huge_pages");
   add(D2B_USE_GNU_HINTS, "gnu_hints");
 #if defined(_OPENMP)
   add(true, "openmp");

@@ -52,7 +52,7 @@ def cuda_version() -> int:
 def build_features() -> tuple[str, ...]:
     """The platform-specific parts the loaded ops were built with (``csrc/common/platform.h``):
     ``("portable",)`` for a ``D2_BOXUNC_PORTABLE=1`` build, else e.g. ``("vector_ext", "sse",
-    "libmvec", "madvise", "gnu_hints", "openmp", "no_trapping_math")`` on x86-64 Linux with GCC.
+    "libmvec", "huge_pages", "gnu_hints", "openmp", "no_trapping_math")`` on x86-64 Linux with GCC.
     Empty when the ops are not built."""
     if not _HAS_OPS:
         return ()
