@@ -27,7 +27,7 @@ HOST_DEVICE inline T vote_log_p(T iou, T sigma_t) {
 // Returns false, leaving out untouched, when there is no voter.
 template <typename T, typename Voters, typename Exp4>
 HOST_DEVICE inline bool vote_box(const Voters& voters, const Exp4& exp4, T* out) {
-  T mx[4];
+  T mx[4] = {0, 0, 0, 0};  // set by the first voter
   bool any = false;
   voters([&](T log_p, const T* alpha, const T*) {
     for (int k = 0; k < 4; ++k) {
