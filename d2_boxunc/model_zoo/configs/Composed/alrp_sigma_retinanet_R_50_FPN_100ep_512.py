@@ -1,4 +1,4 @@
-"""C1: aLRP Loss RetinaNet with a KL-Loss sigma branch and variance voting (our composition;
+"""C2: aLRP Loss RetinaNet with a KL-Loss sigma branch and variance voting (our composition;
 docs/retinanet_heads.md#alrp-and-sigma).
 
 What is composed, and why: aLRP Loss (Oksuz et al., NeurIPS 2020) trains the classifier to rank

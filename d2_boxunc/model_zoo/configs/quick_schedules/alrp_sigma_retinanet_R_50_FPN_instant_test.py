@@ -1,4 +1,4 @@
-"""Instant test of C1 (``Composed/alrp_sigma_retinanet_R_50_FPN_100ep_512.py``): aLRP Loss
+"""Instant test of C2 (``Composed/alrp_sigma_retinanet_R_50_FPN_100ep_512.py``): aLRP Loss
 RetinaNet R50-FPN with the sigma branch and variance voting, SSD augmentation at 160 for 2
 iterations on the synthetic set (configs/common/instant.py)."""
 
