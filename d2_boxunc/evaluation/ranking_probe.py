@@ -21,18 +21,19 @@ __all__ = ["positive_scores_and_ious", "positive_ranking_probe"]
 
 @torch.no_grad()
 def positive_scores_and_ious(
-    model, cfg, dataset_dict: dict
+    model, cfg, dataset_dict: dict, mapper=None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(scores, IoUs, objects) of one image's positive anchors under ``model.label_anchors``: the
     sigmoid score of the matched ground truth's class, the IoU of the decoded box with that box,
     and the index of its ground-truth box in the image's non-crowd annotations.  Needs a detectron2
-    RetinaNet-style dense detector."""
+    RetinaNet-style dense detector. ``mapper``: the config's test mapper, if already built."""
     from detectron2.config import instantiate
 
     gt_boxes, gt_classes, _ = ground_truth(dataset_dict)
     if len(gt_boxes) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
-    inputs = instantiate(cfg.dataloader.test.mapper)(dict(dataset_dict))
+    mapper = mapper or instantiate(cfg.dataloader.test.mapper)
+    inputs = mapper(dict(dataset_dict))
     h, w = inputs["image"].shape[1:]
     scale = torch.tensor([w / dataset_dict["width"], h / dataset_dict["height"]] * 2)
     gt = Instances((h, w), gt_boxes=Boxes(gt_boxes * scale), gt_classes=gt_classes)
@@ -66,9 +67,12 @@ def positive_ranking_probe(model, cfg, dataset_dicts: list[dict]) -> dict:
     """Score-vs-IoU Spearman of the positive anchors of ``dataset_dicts``: pooled over all
     positives, and within each object (the mean over objects with >= 3 positives: does the
     best-localised anchor of an object outrank its other anchors?); counts and mean IoU."""
+    from detectron2.config import instantiate
+
+    mapper = instantiate(cfg.dataloader.test.mapper)  # once, not per image
     scores, ious, within = [], [], []
     for d in dataset_dicts:
-        s, i, obj = positive_scores_and_ious(model, cfg, d)
+        s, i, obj = positive_scores_and_ious(model, cfg, d, mapper)
         scores.append(s)
         ious.append(i)
         within += [_spearman(s[obj == k], i[obj == k]) for k in np.unique(obj)]

@@ -30,15 +30,15 @@ PROBE_IMAGES = 100  # first images of the validation split: ~10^4 positive ancho
 
 
 def _split_args(args: list[str]) -> tuple[list[str], tuple[str, str] | None]:
-    """A study run's ``train_net.py`` arguments as (overrides, ``--test-coco`` json and folder)."""
-    overrides, test_coco, it = [], None, iter(args)
-    for a in it:
-        if a in ("--train-coco", "--test-coco"):
-            pair = (next(it), next(it))
-            test_coco = pair if a == "--test-coco" else test_coco
-        elif not a.startswith("--"):
-            overrides.append(a)
-    return overrides, test_coco
+    """A study run's ``train_net.py`` arguments as (overrides, ``--test-coco`` json and folder),
+    parsed with the own-data flags ``train_net.py`` itself takes."""
+    from ..config.cli import add_own_data_arguments
+
+    parser = add_own_data_arguments(argparse.ArgumentParser(add_help=False))
+    parser.add_argument("--synthetic", action="store_true")
+    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(args)
+    return ns.opts, tuple(ns.test_coco) if ns.test_coco else None
 
 
 def probe_run(run_dir: str, max_images: int | None = PROBE_IMAGES) -> dict:

@@ -5,6 +5,8 @@ with mmdetection's ``PseudoSampler``, https://github.com/kemaloksuz/aLRPLoss,
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling.roi_heads import StandardROIHeads
@@ -144,10 +146,8 @@ class ALRPFastRCNNOutputLayers(FastRCNNOutputLayers):
             fg_deltas = proposal_deltas.view(len(proposal_deltas), k, 4)[fg_idx, gt_classes[fg_idx]]
         pred = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg_idx])
         loc_err = iou_loss(pred.float(), gt_boxes[fg_idx].float(), mode="giou")
-        try:
+        with contextlib.suppress(AssertionError):  # no event storage outside a trainer
             get_event_storage().put_scalar("fast_rcnn/num_fg", num_pos)
-        except AssertionError:  # called outside a trainer
-            pass
         loss_cls, loss_loc = self.sb.alrp_losses(
             logits,
             labels,

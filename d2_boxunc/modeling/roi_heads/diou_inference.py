@@ -30,7 +30,7 @@ def diou_nms_inference_single_image(
     ``Instances`` (``pred_boxes``, ``scores``, ``pred_classes``) and the row of each."""
     valid = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores).all(dim=1)
     row_ids = nonzero_tuple(valid)[0]
-    boxes, scores = boxes[valid], scores[valid][:, :-1]
+    boxes, scores = boxes.index_select(0, row_ids), scores.index_select(0, row_ids)[:, :-1]
     num_reg = boxes.shape[1] // 4
     boxes = clip_boxes(boxes.view(-1, num_reg, 4), image_shape)
     rows, classes = nonzero_tuple(scores > score_thresh)
