@@ -24,10 +24,7 @@ as the config writes it (the shipped configs list COCO AP, oLRP and box-uncertai
 ``configs/common/evaluation.py``).
 """
 
-import json
 import logging
-import math
-import os
 import sys
 
 from detectron2.config import instantiate
@@ -41,7 +38,6 @@ from detectron2.engine import (
     launch,
 )
 from detectron2.engine.defaults import create_ddp_model
-from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -64,6 +60,7 @@ from d2_boxunc.engine import (
     preserved_rng_states,
     schedule_of,
 )
+from d2_boxunc.engine.evaluation import NonFiniteMetricError, do_test
 
 logger = logging.getLogger("d2_boxunc")
 
@@ -71,49 +68,6 @@ logger = logging.getLogger("d2_boxunc")
 def _cpu_ddp_kwargs(cfg) -> dict:
     """DDP on CPU (gloo) takes no device ids and no fp16 gradient compression."""
     return dict(device_ids=None, fp16_compression=False) if cfg.train.device == "cpu" else {}
-
-
-# The headline box metrics: NaN here is an error, not a number for eval_results.json.  Other
-# entries may be NaN on purpose (the AP of a class without ground truth, a calibration metric
-# that is undefined without detections) and are written as they are.
-HEADLINE_METRICS = (("bbox", "AP"), ("lrp", "oLRP"))
-
-
-class NonFiniteMetricError(RuntimeError):
-    """A headline metric of an evaluation is NaN or infinite (reported as one line, exit 1)."""
-
-
-def check_headline_metrics(results: dict) -> None:
-    """Raise :class:`NonFiniteMetricError` when a :data:`HEADLINE_METRICS` entry is not finite."""
-    bad = [
-        f"{task}/{name} = {results[task][name]}"
-        for task, name in HEADLINE_METRICS
-        if name in results.get(task, {}) and not math.isfinite(results[task][name])
-    ]
-    if bad:
-        raise NonFiniteMetricError(
-            f"the evaluation gave {', '.join(bad)} (COCO AP is NaN when the model made no "
-            "detection at all: untrained or diverged weights?); eval_results.json not written"
-        )
-
-
-def do_test(cfg, model) -> dict:
-    """Evaluate ``model`` on ``dataloader.test``; print and save (``eval_results.json``) the results.
-
-    Raises:
-        NonFiniteMetricError: a headline metric (:data:`HEADLINE_METRICS`) is NaN; nothing saved.
-    """
-    if "evaluator" not in cfg.dataloader:
-        return {}
-    evaluator = instantiate(cfg.dataloader.evaluator)  # exactly the config's evaluators
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), evaluator)
-    if comm.is_main_process() and results:
-        print_csv_format(results)
-        check_headline_metrics(results)
-        os.makedirs(cfg.train.output_dir, exist_ok=True)
-        with open(os.path.join(cfg.train.output_dir, "eval_results.json"), "w") as f:
-            json.dump(results, f, indent=1)
-    return results
 
 
 class _EvalDuringTraining:

@@ -29,18 +29,6 @@ METRICS = ("positive_score_iou_spearman", "within_object_spearman", "positive_me
 PROBE_IMAGES = 100  # first images of the validation split: ~10^4 positive anchors, ~20 s per run
 
 
-def _split_args(args: list[str]) -> tuple[list[str], tuple[str, str] | None]:
-    """A study run's ``train_net.py`` arguments as (overrides, ``--test-coco`` json and folder),
-    parsed with the own-data flags ``train_net.py`` itself takes."""
-    from ..config.cli import add_own_data_arguments
-
-    parser = add_own_data_arguments(argparse.ArgumentParser(add_help=False))
-    parser.add_argument("--synthetic", action="store_true")
-    parser.add_argument("opts", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(args)
-    return ns.opts, tuple(ns.test_coco) if ns.test_coco else None
-
-
 def probe_run(run_dir: str, max_images: int | None = PROBE_IMAGES) -> dict:
     """The probe on one study run (its ``study_key.json`` config and overrides, its final
     checkpoint, its validation split), cached in ``run_dir/ranking_probe.json``."""
@@ -59,12 +47,14 @@ def probe_run(run_dir: str, max_images: int | None = PROBE_IMAGES) -> dict:
     from ..evaluation.ranking_probe import positive_ranking_probe
     from ..model_zoo import get_config_file
     from ..visualize import load_model
+    from .eval_variants import parse_run_args
 
-    overrides, test_coco = _split_args(key["args"])
+    run_args = parse_run_args(key["args"])
+    test_coco = tuple(run_args.test_coco) if run_args.test_coco else None
     model, cfg = load_model(
         get_config_file(key["config"]),
         os.path.join(run_dir, "model_final.pth"),
-        overrides,
+        run_args.opts,
         test_coco=test_coco,
     )
     prepare_dataset(cfg.dataloader.test.dataset.names)  # e.g. the study's boxunc_synth_val500

@@ -1,7 +1,9 @@
 """Runs the study's trainings and evaluations as ``train_net.py`` subprocesses, cached.
 
 Each (method, seed) trains once into ``OUT/runs/<method>/s<seed>/`` (its final evaluation is the
-method's own row) and then evaluates each variant into ``.../eval_<variant>/``.  A step is skipped
+method's own row) and then evaluates each variant into ``.../eval_<variant>/``: the variants of
+one checkpoint in one process (:mod:`.eval_variants`), sharing the backbone and proposals where
+they differ only in the ROI heads.  A step is skipped
 when its folder holds a ``study_key.json`` equal to the step's key (config, overrides, seed, and
 the study settings) and its outputs; so a rerun trains only what changed, and an interrupted study
 resumes.  Steps run ``jobs`` at a time, one torch thread each; the console shows a progress bar
@@ -125,33 +127,35 @@ def _variant_step(m: Method, v: Variant, seed: int, run: str, common: list[str],
     return Step(f"{m.name}/{v.name}", seed, out, args, key, after=train)
 
 
-def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
-    """Run ``train_net.py args`` in a subprocess with ``threads`` torch threads, its output in
-    ``log_path``; a failure raises ``RuntimeError`` with the log's last lines (study and demo)."""
+def _run_logged(name: str, cmd: list[str], log_path: str, threads: int) -> None:
+    """Run ``python cmd`` with ``threads`` torch threads, its output in ``log_path``; a failure
+    raises ``RuntimeError`` naming ``name`` with the log's last lines."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     with open(log_path, "w") as f:
         proc = subprocess.run(
-            [sys.executable, TRAIN_NET, *args],
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
+            [sys.executable, *cmd], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO
         )
     if proc.returncode != 0:
         with open(log_path) as f:
             tail = "".join(f.readlines()[-20:])
-        raise RuntimeError(f"train_net.py failed (log: {log_path}):\n{tail}")
+        raise RuntimeError(f"{name} failed (log: {log_path}):\n{tail}")
+
+
+def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
+    """Run ``train_net.py args`` in a subprocess with ``threads`` torch threads, its output in
+    ``log_path``; a failure raises ``RuntimeError`` with the log's last lines (study and demo)."""
+    _run_logged("train_net.py", [TRAIN_NET, *args], log_path, threads)
 
 
 def _run_one(step: Step, progress: RunProgress) -> None:
+    """A training step (its progress counted from its ``metrics.json`` as it goes)."""
     os.makedirs(step.out, exist_ok=True)
     # a stale key must not vouch for a folder this step is about to overwrite (if it is stopped
     # halfway, the next study would otherwise take the mixed folder for the old run)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(step.out, "study_key.json"))
-    training = step.after is None
     try:
-        with progress.run(step.weight, step.out if training else None):
+        with progress.run(step.weight, step.out):
             run_train_net(step.args, os.path.join(step.out, "study.log"))
     except RuntimeError as e:
         raise RuntimeError(f"study: {step.row} seed {step.seed}: {e}") from None
@@ -160,11 +164,38 @@ def _run_one(step: Step, progress: RunProgress) -> None:
     progress.write(f"[study] done {step.row} seed {step.seed}")
 
 
+def _run_variants(steps: list[Step], progress: RunProgress) -> None:
+    """The eval-only steps of one checkpoint in one ``eval_variants`` process."""
+    for step in steps:
+        os.makedirs(step.out, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # see _run_one
+            os.remove(os.path.join(step.out, "study_key.json"))
+    first = steps[0]
+    spec = os.path.join(first.out, "study_variants.json")
+    with open(spec, "w") as f:
+        json.dump([s.args for s in steps], f, indent=1)
+    rows = ", ".join(s.row for s in steps)
+    try:
+        with progress.run(sum(s.weight for s in steps)):
+            _run_logged(
+                "eval_variants",
+                ["-m", "d2_boxunc.study.eval_variants", spec],
+                os.path.join(first.out, "study.log"),
+                threads=1,
+            )
+    except RuntimeError as e:
+        raise RuntimeError(f"study: {rows} seed {first.seed}: {e}") from None
+    for step in steps:
+        with open(os.path.join(step.out, "study_key.json"), "w") as f:
+            json.dump(step.key, f, indent=1)
+    progress.write(f"[study] done {rows} seed {first.seed}")
+
+
 def run_steps(steps: list[Step], jobs: int = 2) -> dict:
     """Run the steps not already done, ``jobs`` at a time.
 
-    A worker takes a ready evaluation (its training done) before the next training, so results
-    arrive seed by seed.  Returns ``{"cached": n, "ran": n, "minutes": m}``.
+    A worker takes the ready evaluations of one checkpoint (its training done) before the next
+    training, so results arrive seed by seed; they run as one process (:func:`_run_variants`).  Returns ``{"cached": n, "ran": n, "minutes": m}``.
     """
     todo = [s for s in steps if not s.done()]
     cached = len(steps) - len(todo)
@@ -176,31 +207,40 @@ def run_steps(steps: list[Step], jobs: int = 2) -> dict:
     errors: list[Exception] = []
     t0 = time.time()
 
-    def take() -> Step | None:
+    def take() -> list[Step]:
         with cond:
             while pending:
                 ready = [
                     s for s in pending if s.after is not None and id(s.after) in finished | failed
                 ]
-                nxt = ready[0] if ready else next((s for s in pending if s.after is None), None)
-                if nxt is not None:
-                    pending.remove(nxt)
-                    return nxt
+                if ready:  # every ready evaluation of the first one's checkpoint
+                    group = [s for s in ready if s.after is ready[0].after]
+                else:
+                    group = [s for s in pending if s.after is None][:1]
+                if group:
+                    for s in group:
+                        pending.remove(s)
+                    return group
                 cond.wait()  # only evaluations of running trainings are left
-            return None
+            return []
 
     def worker() -> None:
-        while (step := take()) is not None:
+        while group := take():
+            first = group[0]
             ok = False
             try:
-                if step.after is not None and id(step.after) in failed:
-                    raise RuntimeError(f"study: {step.row} seed {step.seed}: its training failed")
-                _run_one(step, progress)
+                if first.after is None:
+                    _run_one(first, progress)
+                elif id(first.after) in failed:
+                    raise RuntimeError(f"study: {first.row} seed {first.seed}: its training failed")
+                else:
+                    _run_variants(group, progress)
                 ok = True
             except Exception as e:  # keep the other runs going; report every failure at the end
                 errors.append(e)
             with cond:
-                (finished if ok else failed).add(id(step))
+                for s in group:
+                    (finished if ok else failed).add(id(s))
                 cond.notify_all()
 
     threads = [threading.Thread(target=worker) for _ in range(max(1, jobs))]

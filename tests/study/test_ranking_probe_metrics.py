@@ -11,8 +11,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from d2_boxunc.study.analysis import Analysis
+from d2_boxunc.study.eval_variants import parse_run_args
 from d2_boxunc.study.metrics import load_run, metric
-from d2_boxunc.study.ranking_hunt import _split_args
 from d2_boxunc.study.stats import seed_level_interval
 
 
@@ -68,9 +68,13 @@ def test_a_run_without_a_probe_has_nan(tmp_path, coco_gt):
     assert np.isnan(metric(run, "pos_score_iou_spearman"))
 
 
-def test_train_net_arguments_split_into_overrides_and_test_set():
-    args = ["--synthetic", "--train-coco", "t.json", "t/", "--test-coco", "v.json", "v/",
-            "train.max_iter=5", "dataloader.train.mapper._target_=X"]  # fmt: skip
-    assert _split_args(args) == (["train.max_iter=5", "dataloader.train.mapper._target_=X"],
-                                 ("v.json", "v/"))  # fmt: skip
-    assert _split_args(["--synthetic", "a=1"]) == (["a=1"], None)
+def test_train_net_arguments_split_into_flags_and_overrides():
+    args = ["--config-file", "c.py", "--eval-only", "--synthetic", "--train-coco", "t.json", "t/",
+            "--test-coco", "v.json", "v/", "train.max_iter=5",
+            "dataloader.train.mapper._target_=X"]  # fmt: skip
+    ns = parse_run_args(args)
+    assert (ns.config_file, ns.eval_only, ns.synthetic) == ("c.py", True, True)
+    assert (ns.train_coco, ns.test_coco) == (["t.json", "t/"], ["v.json", "v/"])
+    assert ns.opts == ["train.max_iter=5", "dataloader.train.mapper._target_=X"]
+    ns = parse_run_args(["--synthetic", "a=1"])
+    assert (ns.opts, ns.test_coco, ns.config_file, ns.eval_only) == (["a=1"], None, None, False)
