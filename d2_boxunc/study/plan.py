@@ -488,6 +488,18 @@ METHODS["composed"] = Method(
         ),
     ),
 )
+# the control of the KL-Loss hunt (kl_sg) on the composed model: the sigma layer reads the
+# shared box-head features without sending its gradient into them
+METHODS["composed_sg"] = Method(
+    "composed_sg",
+    "Composed, sigma layer without gradient into the shared features (control)",
+    COMPOSED,
+    control=True,
+    overrides=(
+        *METHODS["composed"].overrides,
+        "model.roi_heads.box_predictor.logvar_stop_gradient=True",
+    ),
+)
 CLAIMS += [
     Claim("Composed > smooth-L1 baseline", "composed", "baseline", "AP", "composition"),
     Claim("Composed > baseline at AP90", "composed", "baseline", "AP90", "composition"),
@@ -547,5 +559,12 @@ CLAIMS += [
         "composed/stdnms",
         "AP",
         "IoU-Net Tab. 1",
+    ),
+    Claim(
+        "composed: keeping sigma's gradient out of the shared features raises AP",
+        "composed_sg",
+        "composed",
+        "AP",
+        "control, as kl_sg (docs/study.md)",
     ),
 ]
