@@ -48,7 +48,7 @@ from d2_boxunc.config.cli import (
     check_datasets,
     check_device,
     check_output_dir,
-    load_config,
+    load_config_from_args,
     resolve_config_file,
 )
 from d2_boxunc.engine import (
@@ -56,7 +56,7 @@ from d2_boxunc.engine import (
     SafeCheckpointer,
     TrainingState,
     build_train_loader,
-    check_complete_load,
+    load_weights,
     preserved_rng_states,
     schedule_of,
 )
@@ -180,13 +180,7 @@ def setup_config(args):
     process), check its datasets, and fail in one line on a mistake."""
     # a model-zoo name becomes the file's path here: default_setup reads and copies the file
     args.config_file = resolve_config_file(args.config_file)
-    cfg = load_config(
-        args.config_file,
-        args.opts,
-        synthetic=args.synthetic,
-        train_coco=args.train_coco,
-        test_coco=args.test_coco,
-    )
+    cfg = load_config_from_args(args)
     if args.eval_only and not cfg.train.init_checkpoint:
         raise ConfigError(
             "--eval-only needs the weights to evaluate: train.init_checkpoint=PATH "
@@ -211,11 +205,7 @@ def main(args) -> dict | None:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
         model = create_ddp_model(model, **_cpu_ddp_kwargs(cfg))
-        checkpointer = SafeCheckpointer(model)
-        # a corrupt or foreign file is a one-line CheckpointReadError; keys that do not match
-        # the model are an error too, unless --allow-partial-load
-        checkpointer.load(cfg.train.init_checkpoint)
-        check_complete_load(checkpointer, cfg.train.init_checkpoint, args.allow_partial_load)
+        load_weights(model, cfg.train.init_checkpoint, args.allow_partial_load)
         return do_test(cfg, model)
     do_train(args, cfg)
     return None

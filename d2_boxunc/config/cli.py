@@ -331,6 +331,18 @@ def load_config(
     return cfg
 
 
+def load_config_from_args(args):
+    """:func:`load_config` with a parsed command line's ``config_file``, ``opts``, ``synthetic``,
+    ``train_coco`` and ``test_coco`` (``train_net.py``, the study's ``eval_variants``)."""
+    return load_config(
+        args.config_file,
+        args.opts,
+        synthetic=args.synthetic,
+        train_coco=args.train_coco,
+        test_coco=args.test_coco,
+    )
+
+
 def check_datasets(cfg, parts=("train", "test")) -> None:
     """Make sure every dataset the config names in ``dataloader.<part>`` is registered and its
     files exist (an evaluation needs only ``parts=("test",)``).

@@ -6,6 +6,7 @@ from d2_boxunc.engine.checkpoint import (
     SafeCheckpointer,
     atomic_write,
     check_complete_load,
+    load_weights,
 )
 from d2_boxunc.engine.resume import (
     ResumableTrainingSampler,
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write",
     "build_train_loader",
     "check_complete_load",
+    "load_weights",
     "preserved_rng_states",
     "schedule_of",
 ]

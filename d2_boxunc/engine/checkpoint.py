@@ -31,7 +31,13 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from d2_boxunc.config.cli import ConfigError
 
-__all__ = ["CheckpointReadError", "SafeCheckpointer", "atomic_write", "check_complete_load"]
+__all__ = [
+    "CheckpointReadError",
+    "SafeCheckpointer",
+    "atomic_write",
+    "check_complete_load",
+    "load_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -222,3 +228,12 @@ def check_complete_load(checkpointer: SafeCheckpointer, path: str, allow_partial
     raise ConfigError(
         f"{message}; is it this config's checkpoint? (--allow-partial-load evaluates anyway)"
     )
+
+
+def load_weights(model, path: str, allow_partial: bool = False) -> None:
+    """Load ``path`` into ``model`` for evaluation: a corrupt or foreign file is a one-line
+    :class:`CheckpointReadError`, keys that do not match the model a one-line ``ConfigError``
+    (unless ``allow_partial``, :func:`check_complete_load`)."""
+    checkpointer = SafeCheckpointer(model)
+    checkpointer.load(path)
+    check_complete_load(checkpointer, path, allow_partial)

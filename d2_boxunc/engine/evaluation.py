@@ -154,18 +154,14 @@ def shares_trunk(cfgs: list, models: list[nn.Module]) -> bool:
         for c, m in zip(cfgs, models, strict=True)
     ):
         return False
-    first = cfgs[0]
 
-    def same(cfg) -> bool:
-        return (
-            cfg.train.init_checkpoint == first.train.init_checkpoint
-            and cfg.train.device == first.train.device
-            and OmegaConf.to_container(cfg.dataloader.test, resolve=True)
-            == OmegaConf.to_container(first.dataloader.test, resolve=True)
-            and _model_without_roi_heads(cfg) == _model_without_roi_heads(first)
-        )
+    def signature(cfg) -> tuple:
+        test = OmegaConf.to_container(cfg.dataloader.test, resolve=True)
+        trunk = _model_without_roi_heads(cfg)
+        return cfg.train.init_checkpoint, cfg.train.device, test, trunk
 
-    return all(same(c) for c in cfgs[1:])
+    first = signature(cfgs[0])
+    return all(signature(c) == first for c in cfgs[1:])
 
 
 def evaluate_variants(cfgs: list, models: list[nn.Module]) -> list[dict]:

@@ -37,22 +37,13 @@ def load_eval_model(args: list[str]):
     mode with every weight from ``train.init_checkpoint`` (a key that does not match fails)."""
     from detectron2.config import instantiate
 
-    from ..config.cli import check_datasets, load_config
-    from ..engine import SafeCheckpointer, check_complete_load
+    from ..config.cli import check_datasets, load_config_from_args
+    from ..engine import load_weights
 
-    ns = parse_run_args(args)
-    cfg = load_config(
-        ns.config_file,
-        ns.opts,
-        synthetic=ns.synthetic,
-        train_coco=ns.train_coco,
-        test_coco=ns.test_coco,
-    )
+    cfg = load_config_from_args(parse_run_args(args))
     check_datasets(cfg, parts=("test",))
     model = instantiate(cfg.model).to(cfg.train.device).eval()
-    checkpointer = SafeCheckpointer(model)
-    checkpointer.load(cfg.train.init_checkpoint)
-    check_complete_load(checkpointer, cfg.train.init_checkpoint, allow_partial=False)
+    load_weights(model, cfg.train.init_checkpoint)
     return cfg, model
 
 
@@ -71,8 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     setup_logger(name="detectron2")
     setup_logger(name="d2_boxunc", abbrev_name="d2bu")
     loaded = [load_eval_model(run) for run in runs]
-    for cfg, _ in loaded:
-        os.makedirs(cfg.train.output_dir, exist_ok=True)
     evaluate_variants([c for c, _ in loaded], [m for _, m in loaded])
 
 

@@ -147,29 +147,37 @@ def run_train_net(args: list[str], log_path: str, threads: int = 1) -> None:
     _run_logged("train_net.py", [TRAIN_NET, *args], log_path, threads)
 
 
-def _run_one(step: Step, progress: RunProgress) -> None:
-    """A training step (its progress counted from its ``metrics.json`` as it goes)."""
+def _forget_key(step: Step) -> None:
+    """Create the step's folder and remove its key: a stale key must not vouch for a folder this
+    step is about to overwrite (if it is stopped halfway, the next study would otherwise take the
+    mixed folder for the old run)."""
     os.makedirs(step.out, exist_ok=True)
-    # a stale key must not vouch for a folder this step is about to overwrite (if it is stopped
-    # halfway, the next study would otherwise take the mixed folder for the old run)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(step.out, "study_key.json"))
+
+
+def _record_key(step: Step) -> None:
+    """Write the step's key once its outputs are complete (what :meth:`Step.done` checks)."""
+    with open(os.path.join(step.out, "study_key.json"), "w") as f:
+        json.dump(step.key, f, indent=1)
+
+
+def _run_one(step: Step, progress: RunProgress) -> None:
+    """A training step (its progress counted from its ``metrics.json`` as it goes)."""
+    _forget_key(step)
     try:
         with progress.run(step.weight, step.out):
             run_train_net(step.args, os.path.join(step.out, "study.log"))
     except RuntimeError as e:
         raise RuntimeError(f"study: {step.row} seed {step.seed}: {e}") from None
-    with open(os.path.join(step.out, "study_key.json"), "w") as f:
-        json.dump(step.key, f, indent=1)
+    _record_key(step)
     progress.write(f"[study] done {step.row} seed {step.seed}")
 
 
 def _run_variants(steps: list[Step], progress: RunProgress) -> None:
     """The eval-only steps of one checkpoint in one ``eval_variants`` process."""
     for step in steps:
-        os.makedirs(step.out, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):  # see _run_one
-            os.remove(os.path.join(step.out, "study_key.json"))
+        _forget_key(step)
     first = steps[0]
     spec = os.path.join(first.out, "study_variants.json")
     with open(spec, "w") as f:
@@ -186,8 +194,7 @@ def _run_variants(steps: list[Step], progress: RunProgress) -> None:
     except RuntimeError as e:
         raise RuntimeError(f"study: {rows} seed {first.seed}: {e}") from None
     for step in steps:
-        with open(os.path.join(step.out, "study_key.json"), "w") as f:
-            json.dump(step.key, f, indent=1)
+        _record_key(step)
     progress.write(f"[study] done {rows} seed {first.seed}")
 
 
