@@ -23,7 +23,13 @@ import platform
 import sys
 import time
 
-from .plan import DEFAULT_METHODS, METHODS
+from .plan import (
+    BACKBONE_DTYPES,
+    DEFAULT_BACKBONE_DTYPE,
+    DEFAULT_METHODS,
+    METHODS,
+    backbone_overrides,
+)
 
 DEFAULT_MAX_ITER = 1000
 DEFAULT_SEEDS = 3
@@ -67,6 +73,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=os.path.join("output", "study"))
     p.add_argument(
         "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs side by side"
+    )
+    p.add_argument(
+        "--backbone-dtype",
+        choices=BACKBONE_DTYPES,
+        default=DEFAULT_BACKBONE_DTYPE,
+        help=f"autocast dtype of every run's backbone; heads and losses stay float32 "
+        f"(default {DEFAULT_BACKBONE_DTYPE}; float32 = the plain FPN)",
     )
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument(
@@ -131,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         max_iter=args.max_iter,
         train_dataset=args.train_dataset,
         test_dataset=test,
-        extra=tuple(args.opts),
+        extra=(*backbone_overrides(args.backbone_dtype), *args.opts),
         own_data=tuple(own),
     )
     methods = [METHODS[n] for n in names]
@@ -177,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         "test_dataset": test,
         "val_images": analysis.num_images,
         "bootstrap_resamples": args.resamples,
+        "backbone_dtype": args.backbone_dtype,
         "overrides": list(args.opts),
         "run_minutes": round(run_minutes, 1),
     }

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from d2_boxunc.study.plan import CLAIMS, DEFAULT_METHODS, METHODS, row
 from d2_boxunc.study.runner import Settings, plan_steps
 
@@ -141,3 +143,25 @@ def test_every_row_loads_with_its_model_overrides():
             opts = [o for o in overrides if o.startswith("model.")]
             cfg = load_config(os.path.join(ROOT, config), opts, synthetic=True)
             assert cfg.model, (m.name, config, opts)
+
+
+def test_every_config_takes_the_study_backbone():
+    """The study's default bfloat16 backbone override builds an AutocastFPN in every config it
+    trains, with FPN's output shapes; float32 adds no override (the plain FPN)."""
+    from detectron2.config import instantiate
+
+    from d2_boxunc.config.cli import load_config
+    from d2_boxunc.modeling.backbone import AutocastFPN
+    from d2_boxunc.study.plan import DEFAULT_BACKBONE_DTYPE, backbone_overrides
+
+    assert DEFAULT_BACKBONE_DTYPE == "bfloat16" and backbone_overrides("float32") == []
+    with pytest.raises(ValueError, match="backbone dtype"):
+        backbone_overrides("int8")
+    for config in sorted({m.config for m in METHODS.values()}):
+        plain = load_config(os.path.join(ROOT, config), [], synthetic=True)
+        cfg = load_config(
+            os.path.join(ROOT, config), backbone_overrides("bfloat16"), synthetic=True
+        )
+        backbone = instantiate(cfg.model.backbone)
+        assert isinstance(backbone, AutocastFPN) and backbone.autocast_dtype == "bfloat16", config
+        assert backbone.output_shape() == instantiate(plain.model.backbone).output_shape(), config

@@ -22,6 +22,9 @@ def test_tiny_study_runs_caches_and_reports(tmp_path, capsys, monkeypatch):
 
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["seeds"] == 2 and on_disk["val_images"] == 8
+    assert on_disk["backbone_dtype"] == "bfloat16"  # the default: every run's backbone in bf16
+    key = json.loads((out / "runs" / "iou" / "s1" / "study_key.json").read_text())
+    assert "+model.backbone.autocast_dtype=bfloat16" in key["args"]
     rows = {r["row"]: r for r in on_disk["rows"]}
     assert set(rows) == {"baseline", "iou"}
     assert rows["baseline"]["seeds"] == [0, 1]
