@@ -13,6 +13,7 @@ from .metrics import (
     PROBE_METRICS,
     SEED_ONLY_METRICS,
     RunData,
+    ap_metrics,
     metric,
 )
 from .plan import CLAIMS, METHODS, Claim, row
@@ -63,11 +64,15 @@ class Analysis:
         key = (row_name, seed, name, "reps")
         if key not in self._cache:
             run = self.runs[(row_name, seed)]
-            if name in SEED_ONLY_METRICS:
-                reps = np.full(len(self.counts), np.nan)
+            if name in AP_METRICS:  # all five from each resample's one accumulation
+                per_resample = [ap_metrics(run, w) for w in self.counts]
+                for ap_name in AP_METRICS:
+                    reps = np.array([values[ap_name] for values in per_resample])
+                    self._cache[(row_name, seed, ap_name, "reps")] = reps
+            elif name in SEED_ONLY_METRICS:
+                self._cache[key] = np.full(len(self.counts), np.nan)
             else:
-                reps = np.array([metric(run, name, w) for w in self.counts])
-            self._cache[key] = reps
+                self._cache[key] = np.array([metric(run, name, w) for w in self.counts])
         return self._cache[key]
 
     def table(self) -> list[dict]:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import spearmanr
 
-from .coco_tables import MatchTables, average_precision, match
+from .coco_tables import MatchTables, ap_from_precision, average_precision, match, precision_table
 
 __all__ = [
     "AP_METRICS",
@@ -37,6 +37,7 @@ __all__ = [
     "PROBE_METRICS",
     "SEED_ONLY_METRICS",
     "RunData",
+    "ap_metrics",
     "load_run",
     "metric",
 ]
@@ -114,6 +115,16 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def ap_metrics(run: RunData, weights: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric of :data:`AP_METRICS` on the image multiset ``weights``, from one
+    accumulation (the bootstrap's cost is the accumulation, not the read-out)."""
+    precision = precision_table(run.tables, weights)
+    return {
+        name: ap_from_precision(precision, run.tables.iou_thresholds, iou)
+        for name, iou in AP_METRICS.items()
+    }
 
 
 def metric(run: RunData, name: str, weights: np.ndarray | None = None) -> float:

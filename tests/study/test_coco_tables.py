@@ -147,3 +147,23 @@ def test_pairs_are_the_true_positives_at_half_iou():
         gt = next(a for a in data["annotations"] if a["id"] == g)
         assert dets[r]["image_id"] == gt["image_id"] and dets[r]["category_id"] == gt["category_id"]
     assert np.isnan(average_precision(match(_coco({**data, "annotations": []}), []))), "no GT"
+
+
+def test_bootstrap_ap_replicates_equal_each_metric_alone():
+    """The analysis reads every AP metric of a resample from one accumulation; each equals the
+    metric computed on its own for that resample."""
+    from d2_boxunc.study.analysis import Analysis
+    from d2_boxunc.study.metrics import AP_METRICS, RunData, metric
+
+    rng = np.random.default_rng(7)
+    data = _dataset(rng, num_images=20)
+    gt = _coco(data)
+    tables = match(gt, _detections(rng, data))
+    z = np.zeros(0)
+    run = RunData(tables, None, z.reshape(0, 4), z, z.astype(bool), None, {})
+    analysis = Analysis({("baseline", 0): run}, n_resamples=25)
+    for name in AP_METRICS:
+        reps = analysis.replicates("baseline", 0, name)
+        expected = [metric(run, name, w) for w in analysis.counts]
+        np.testing.assert_array_equal(reps, expected)
+        assert np.nanstd(reps) > 0, name  # the resamples differ
