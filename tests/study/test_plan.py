@@ -151,10 +151,12 @@ def test_every_config_takes_the_study_backbone():
     from detectron2.config import instantiate
 
     from d2_boxunc.config.cli import load_config
-    from d2_boxunc.modeling.backbone import AutocastFPN
-    from d2_boxunc.study.plan import DEFAULT_BACKBONE_DTYPE, backbone_overrides
+    from d2_boxunc.modeling.backbone import AUTOCAST_DTYPES, AutocastFPN
+    from d2_boxunc.study.plan import BACKBONE_DTYPES, DEFAULT_BACKBONE_DTYPE, backbone_overrides
 
     assert DEFAULT_BACKBONE_DTYPE == "bfloat16" and backbone_overrides("float32") == []
+    # the CLI's choices (kept free of torch imports) are exactly what AutocastFPN accepts
+    assert set(BACKBONE_DTYPES) == {*AUTOCAST_DTYPES, "float32"}
     with pytest.raises(ValueError, match="backbone dtype"):
         backbone_overrides("int8")
     for config in sorted({m.config for m in METHODS.values()}):
