@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     analysis = Analysis(runs, n_resamples=args.resamples)
+    analysis.precompute(jobs=args.jobs)
     labels = {m.name: m.label for m in methods}
     labels.update({f"{m.name}/{v.name}": v.label for m in methods for v in m.variants})
     header = {

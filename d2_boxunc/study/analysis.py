@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,21 @@ COMPARISON_WORDS = {
     "contradicted": "lower",
     "not shown": "no difference shown",
 }
+
+
+def _ap_replicates(run: RunData, counts: np.ndarray) -> np.ndarray:
+    """``[resample, metric]``: every AP metric of every resample, each resample's five from one
+    accumulation."""
+    per_resample = [ap_metrics(run, w) for w in counts]
+    return np.array([[values[name] for name in AP_METRICS] for values in per_resample])
+
+
+_FORKED: tuple | None = None  # (runs, counts) of the Analysis whose precompute() forked
+
+
+def _forked_ap_replicates(key: tuple[str, int]) -> np.ndarray:
+    runs, counts = _FORKED
+    return _ap_replicates(runs[key], counts)
 
 
 @dataclass
@@ -64,16 +81,34 @@ class Analysis:
         key = (row_name, seed, name, "reps")
         if key not in self._cache:
             run = self.runs[(row_name, seed)]
-            if name in AP_METRICS:  # all five from each resample's one accumulation
-                per_resample = [ap_metrics(run, w) for w in self.counts]
-                for ap_name in AP_METRICS:
-                    reps = np.array([values[ap_name] for values in per_resample])
-                    self._cache[(row_name, seed, ap_name, "reps")] = reps
+            if name in AP_METRICS:
+                self._store_ap_replicates(row_name, seed, _ap_replicates(run, self.counts))
             elif name in SEED_ONLY_METRICS:
                 self._cache[key] = np.full(len(self.counts), np.nan)
             else:
                 self._cache[key] = np.array([metric(run, name, w) for w in self.counts])
         return self._cache[key]
+
+    def _store_ap_replicates(self, row_name: str, seed: int, reps: np.ndarray) -> None:
+        for i, ap_name in enumerate(AP_METRICS):
+            self._cache[(row_name, seed, ap_name, "reps")] = reps[:, i]
+
+    def precompute(self, jobs: int = 1) -> None:
+        """Bootstrap every run's AP metrics now, ``jobs`` forked processes at a time: the
+        analysis's main cost, otherwise paid run by run as comparisons ask for it."""
+        keys = [k for k in self.runs if (*k, "AP", "reps") not in self._cache]
+        if jobs <= 1 or len(keys) < 2:
+            for row_name, seed in keys:
+                self.replicates(row_name, seed, "AP")
+            return
+        global _FORKED
+        _FORKED = (self.runs, self.counts)  # inherited by the forked workers, never pickled
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+                for key, reps in zip(keys, ex.map(_forked_ap_replicates, keys)):
+                    self._store_ap_replicates(*key, reps)
+        finally:
+            _FORKED = None
 
     def table(self) -> list[dict]:
         """Per row: mean, sd and n over seeds of every table metric."""

@@ -167,3 +167,29 @@ def test_bootstrap_ap_replicates_equal_each_metric_alone():
         expected = [metric(run, name, w) for w in analysis.counts]
         np.testing.assert_array_equal(reps, expected)
         assert np.nanstd(reps) > 0, name  # the resamples differ
+
+
+def test_forked_precompute_equals_run_by_run_replicates():
+    """The analysis bootstraps its runs in forked processes (``precompute``); the replicates are
+    exactly those computed run by run in the study process."""
+    from d2_boxunc.study.analysis import Analysis
+    from d2_boxunc.study.metrics import AP_METRICS, RunData
+
+    rng = np.random.default_rng(11)
+    z = np.zeros(0)
+    runs = {}
+    data = _dataset(rng, num_images=15)
+    for seed in range(3):
+        tables = match(_coco(data), _detections(rng, data))
+        runs[("baseline", seed)] = RunData(
+            tables, None, z.reshape(0, 4), z, z.astype(bool), None, {}
+        )
+    forked = Analysis(runs, n_resamples=20)
+    forked.precompute(jobs=2)
+    alone = Analysis(runs, n_resamples=20)
+    for row_name, seed in runs:
+        for name in AP_METRICS:
+            cached = forked._cache[(row_name, seed, name, "reps")]
+            np.testing.assert_array_equal(cached, alone.replicates(row_name, seed, name))
+    a, b = (forked._cache[("baseline", s, "AP", "reps")] for s in (0, 1))
+    assert not np.array_equal(a, b)  # the runs differ, so a mix-up of keys would show

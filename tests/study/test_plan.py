@@ -55,7 +55,7 @@ def test_retinanet_branch_rows_run_on_request_with_their_variants(tmp_path):
     assert "model.test_var_voting=False" in steps["alrp_sigma/novote"].args
     assert any(a.endswith("_clsonly.py") for a in steps["retina_iouaware/clsonly"].args)
     for name in names:  # RetinaNet's longer schedule
-        assert "train.max_iter=150" in steps[name].args
+        assert "train.max_iter=140" in steps[name].args
     # the controls' coder overrides build KL-Loss's corner coder
     from detectron2.config import LazyConfig, instantiate
 
@@ -71,7 +71,7 @@ def test_retinanet_branch_rows_run_on_request_with_their_variants(tmp_path):
 def test_retinanet_rows_train_longer_and_their_key_says_so(tmp_path):
     methods = [METHODS["baseline"], METHODS["focal"], METHODS["alrp"]]
     steps = {s.row: s for s in plan_steps(methods, [0], str(tmp_path), _settings(1000))}
-    for name, iters in (("baseline", 1000), ("focal", 1500), ("alrp", 1500)):
+    for name, iters in (("baseline", 1000), ("focal", 1400), ("alrp", 1400)):
         assert f"train.max_iter={iters}" in steps[name].args
         assert f"train.max_iter={iters}" in steps[name].key["args"]
         assert f"train.checkpointer.period={iters}" in steps[name].args
@@ -143,6 +143,32 @@ def test_every_row_loads_with_its_model_overrides():
             opts = [o for o in overrides if o.startswith("model.")]
             cfg = load_config(os.path.join(ROOT, config), opts, synthetic=True)
             assert cfg.model, (m.name, config, opts)
+
+
+def test_every_default_roi_align_pooler_samples_two_by_two(tmp_path):
+    """Every paper row whose R-CNN box pooler is RoIAlign pools 2 x 2 points per bin, evaluation
+    included (its variants' keys carry the method's overrides); PrRoIPool rows keep theirs."""
+    from detectron2.config import instantiate
+    from detectron2.modeling.poolers import ROIPooler
+
+    from d2_boxunc.config.cli import load_config
+
+    settings = Settings(1000, "boxunc_synth_train", "boxunc_synth_val")
+    steps = plan_steps([METHODS[n] for n in DEFAULT_METHODS], [0], str(tmp_path), settings)
+    roi_align = set()
+    for m in (METHODS[n] for n in DEFAULT_METHODS):
+        cfg = load_config(os.path.join(ROOT, m.config), list(m.overrides), synthetic=True)
+        pooler = cfg.model.get("roi_heads", {}).get("box_pooler")
+        if pooler is None or "ROIAlign" not in pooler.get("pooler_type", ""):
+            continue  # RetinaNet, or PrRoIPool (IoU-Net)
+        assert pooler._target_ is ROIPooler and pooler.sampling_ratio == 2, m.name
+        level = instantiate(pooler).level_poolers[0]
+        assert level.sampling_ratio == 2, m.name
+        roi_align.add(m.name)
+        for s in steps:
+            if s.row.split("/")[0] == m.name:
+                assert "model.roi_heads.box_pooler.sampling_ratio=2" in s.key["args"], s.row
+    assert roi_align == {"baseline", "iou", "giou", "kl"}
 
 
 def test_every_config_takes_the_study_backbone():
