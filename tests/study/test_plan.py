@@ -145,30 +145,30 @@ def test_every_row_loads_with_its_model_overrides():
             assert cfg.model, (m.name, config, opts)
 
 
-def test_every_default_roi_align_pooler_samples_two_by_two(tmp_path):
-    """Every paper row whose R-CNN box pooler is RoIAlign pools 2 x 2 points per bin, evaluation
-    included (its variants' keys carry the method's overrides); PrRoIPool rows keep theirs."""
+def test_every_roi_align_pooler_samples_two_by_two(tmp_path):
+    """Every study row whose R-CNN box pooler is RoIAlign (controls included) pools 2 x 2
+    points per bin, evaluation included (its variants' keys carry the method's overrides);
+    PrRoIPool rows (IoU-Net, composed) keep theirs."""
     from detectron2.config import instantiate
     from detectron2.modeling.poolers import ROIPooler
 
     from d2_boxunc.config.cli import load_config
 
     settings = Settings(1000, "boxunc_synth_train", "boxunc_synth_val")
-    steps = plan_steps([METHODS[n] for n in DEFAULT_METHODS], [0], str(tmp_path), settings)
+    steps = plan_steps(list(METHODS.values()), [0], str(tmp_path), settings)
     roi_align = set()
-    for m in (METHODS[n] for n in DEFAULT_METHODS):
+    for m in METHODS.values():
         cfg = load_config(os.path.join(ROOT, m.config), list(m.overrides), synthetic=True)
         pooler = cfg.model.get("roi_heads", {}).get("box_pooler")
         if pooler is None or "ROIAlign" not in pooler.get("pooler_type", ""):
-            continue  # RetinaNet, or PrRoIPool (IoU-Net)
+            continue  # RetinaNet, or PrRoIPool
         assert pooler._target_ is ROIPooler and pooler.sampling_ratio == 2, m.name
-        level = instantiate(pooler).level_poolers[0]
-        assert level.sampling_ratio == 2, m.name
+        assert instantiate(pooler).level_poolers[0].sampling_ratio == 2, m.name
         roi_align.add(m.name)
         for s in steps:
-            if s.row.split("/")[0] == m.name:
+            if row(s.row)[0] == m.name:
                 assert "model.roi_heads.box_pooler.sampling_ratio=2" in s.key["args"], s.row
-    assert roi_align == {"baseline", "iou", "giou", "kl"}
+    assert roi_align == {"baseline", "iou", "giou", "kl", "kl_ctrl", "kl_sg"}
 
 
 def test_every_config_takes_the_study_backbone():
