@@ -169,9 +169,10 @@ def test_bootstrap_ap_replicates_equal_each_metric_alone():
         assert np.nanstd(reps) > 0, name  # the resamples differ
 
 
-def test_forked_precompute_equals_run_by_run_replicates():
+def test_forked_precompute_equals_run_by_run_replicates(monkeypatch):
     """The analysis bootstraps its runs in forked processes (``precompute``); the replicates are
     exactly those computed run by run in the study process."""
+    from d2_boxunc.study import analysis as analysis_module
     from d2_boxunc.study.analysis import Analysis
     from d2_boxunc.study.metrics import AP_METRICS, RunData
 
@@ -184,12 +185,15 @@ def test_forked_precompute_equals_run_by_run_replicates():
         runs[("baseline", seed)] = RunData(
             tables, None, z.reshape(0, 4), z, z.astype(bool), None, {}
         )
+    alone = Analysis(runs, n_resamples=20)
+    expected = {(k, name): alone.replicates(*k, name) for k in runs for name in AP_METRICS}
     forked = Analysis(runs, n_resamples=20)
     forked.precompute(jobs=2)
-    alone = Analysis(runs, n_resamples=20)
-    for row_name, seed in runs:
-        for name in AP_METRICS:
-            cached = forked._cache[(row_name, seed, name, "reps")]
-            np.testing.assert_array_equal(cached, alone.replicates(row_name, seed, name))
-    a, b = (forked._cache[("baseline", s, "AP", "reps")] for s in (0, 1))
-    assert not np.array_equal(a, b)  # the runs differ, so a mix-up of keys would show
+
+    def not_again(*args):
+        raise AssertionError("replicates recomputed after precompute")
+
+    monkeypatch.setattr(analysis_module, "_ap_replicates", not_again)
+    for (k, name), reps in expected.items():
+        np.testing.assert_array_equal(forked.replicates(*k, name), reps)
+    assert not np.array_equal(expected[(("baseline", 0), "AP")], expected[(("baseline", 1), "AP")])
