@@ -1,6 +1,7 @@
-"""Shared pytest set-up: CUDA marks and RNG isolation."""
+"""Shared pytest set-up: CUDA marks, RNG isolation and clean-up of module-wide folders."""
 
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -36,3 +37,21 @@ def _isolate_rng():
     torch.set_rng_state(torch_state)
     np.random.set_state(np_state)
     random.setstate(py_state)
+
+
+@pytest.fixture(scope="module")
+def module_mktemp(tmp_path_factory, request):
+    """``tmp_path_factory.mktemp`` for a module's shared fixtures, whose folders are removed
+    when the module's tests end, unless one of them failed (the same policy as ``tmp_path``'s,
+    pyproject.toml): trained checkpoints add up to gigabytes over the suite."""
+    made = []
+    failed_before = request.session.testsfailed
+
+    def mktemp(name):
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield mktemp
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

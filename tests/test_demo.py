@@ -16,8 +16,8 @@ ITERS = 80
 
 
 @pytest.fixture(scope="module")
-def kl_demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
+def kl_demo(module_mktemp):
+    out = module_mktemp("demo")
     proc = subprocess.run(
         [
             sys.executable,

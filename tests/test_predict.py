@@ -144,14 +144,14 @@ def test_device_cuda_without_gpu_is_an_error(files, capsys):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(module_mktemp):
     """config -> model_final.pth of a 2-iteration ``train_net.py --synthetic`` run (trained on
     first use)."""
     cache = {}
 
     def get(config):
         if config not in cache:
-            out = tmp_path_factory.mktemp("train")
+            out = module_mktemp("train")
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -178,13 +178,13 @@ def checkpoints(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
+def photos(module_mktemp):
     """A folder with a PNG, a JPEG, an unreadable .jpg and a text file; a subfolder with a PNG
     of the same stem as the first."""
     from detectron2.data import DatasetCatalog
 
     dicts = DatasetCatalog.get(TINY)
-    folder = tmp_path_factory.mktemp("photos")
+    folder = module_mktemp("photos")
     (folder / "sub").mkdir()
     paths = {
         "png": folder / "shapes.png",

@@ -88,9 +88,9 @@ def copy_run(src, dst, files, tag):
 
 
 @pytest.fixture(scope="module")
-def run40(tmp_path_factory):
+def run40(module_mktemp):
     """40 uninterrupted iterations, checkpoints after 20 and 40."""
-    out = str(tmp_path_factory.mktemp("run40"))
+    out = str(module_mktemp("run40"))
     proc = run_train_net("--config-file", CONFIG, *RUN, f"train.output_dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -402,11 +402,11 @@ def test_train_net_resumes_past_a_truncated_newest_checkpoint(run40, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def baseline_weights(tmp_path_factory):
+def baseline_weights(module_mktemp):
     """An (untrained) synthetic Faster R-CNN checkpoint, and one whose weights are all NaN."""
     from detectron2.config import instantiate
 
-    folder = tmp_path_factory.mktemp("weights")
+    folder = module_mktemp("weights")
     model = instantiate(load_config(CONFIG, synthetic=True).model)
     state = model.state_dict()
     torch.save({"model": state}, folder / "baseline.pth")

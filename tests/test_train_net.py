@@ -36,8 +36,8 @@ def read_metrics(output_dir):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("train"))
+def trained(module_mktemp):
+    out = str(module_mktemp("train"))
     proc = run_train_net(
         "--config-file",
         CONFIG,

@@ -72,9 +72,9 @@ def _write(path, data) -> str:
 
 
 @pytest.fixture(scope="module")
-def coco(tmp_path_factory):
+def coco(module_mktemp):
     """``train.json`` (4 images) and ``val.json`` (2 images) over one image folder."""
-    root = tmp_path_factory.mktemp("own_coco")
+    root = module_mktemp("own_coco")
     images, anns = _draw_images(root / "images", 6)
     split = {"train": {1, 2, 3, 4}, "val": {5, 6}}
     out = {"root": root, "images": str(root / "images")}

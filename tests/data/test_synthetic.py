@@ -17,8 +17,8 @@ SMALL = SyntheticConfig(num_images=12, seed=7, blur_frac=0.5, low_contrast_frac=
 
 
 @pytest.fixture(scope="module")
-def small_split(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("synth"))
+def small_split(module_mktemp):
+    root = str(module_mktemp("synth"))
     return ensure_generated("small", SMALL, root=root), root
 
 
